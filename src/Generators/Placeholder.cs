@@ -1,0 +1,4 @@
+namespace Horizon.Generators
+{
+    internal static class Placeholder { }
+}
