@@ -1,0 +1,160 @@
+using System.Text.Json;
+using NUnit.Framework;
+
+namespace Horizon.Tests;
+
+/// <summary>
+/// The <c>horizon</c> command run in-process: <c>score</c> prints one JSON object matching transformers, and
+/// every kind of bad input ends in exactly one line on stderr with exit code 1.
+/// </summary>
+[NonParallelizable]
+public class CliTests
+{
+    private string _temp = null!;
+
+    [SetUp]
+    public void SetUp() => _temp = Directory.CreateTempSubdirectory("horizon-cli-").FullName;
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_temp, recursive: true);
+
+    private static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
+    {
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(stdout);
+        Console.SetError(stderr);
+        try
+        {
+            int code = Horizon.Cli.Program.Main(args);
+            return (code, stdout.ToString(), stderr.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+    }
+
+    private static string Fixture(string name) => Path.Combine(RepositoryPaths.Golden, name);
+
+    private string CopyFixture(string name)
+    {
+        string target = Path.Combine(_temp, name);
+        Directory.CreateDirectory(target);
+        foreach (var file in Directory.GetFiles(Fixture(name)))
+            File.Copy(file, Path.Combine(target, Path.GetFileName(file)));
+        return target;
+    }
+
+    private static void AssertOneLineError(int code, string stdout, string stderr, string expectedFragment)
+    {
+        Assert.That(code, Is.EqualTo(1), $"stderr: {stderr}");
+        Assert.That(stdout, Is.Empty);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(1), $"stderr: {stderr}");
+        Assert.That(lines[0], Does.StartWith("error: "));
+        Assert.That(lines[0], Does.Contain(expectedFragment));
+    }
+
+    [Test]
+    public void Score_prints_logprobs_that_match_transformers()
+    {
+        var (tokens, expected) = GoldenTests.ReadExpected("qwen2-bias-tied");
+        string tokensFile = Path.Combine(_temp, "tokens.txt");
+        File.WriteAllText(tokensFile, string.Join(" \n", tokens));
+
+        var (code, stdout, stderr) = Run("score", "--model", Fixture("qwen2-bias-tied"), "--tokens-file", tokensFile);
+
+        Assert.That(code, Is.Zero, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        var logprobs = json.RootElement.GetProperty("logprobs").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.That(json.RootElement.GetProperty("tokens").GetArrayLength(), Is.EqualTo(tokens.Length));
+        Assert.That(logprobs, Has.Length.EqualTo(tokens.Length - 1));
+        Assert.That(expected.Select((e, i) => Math.Abs(e - logprobs[i])).Max(), Is.LessThanOrEqualTo(1e-3));
+        double perplexity = json.RootElement.GetProperty("perplexity").GetDouble();
+        Assert.That(perplexity, Is.EqualTo(Math.Exp(-expected.Average())).Within(1e-3).Percent);
+    }
+
+    [Test]
+    public void Score_accepts_comma_separated_tokens()
+    {
+        var (code, stdout, stderr) = Run("score", "--model", Path.Combine(RepositoryPaths.Models, "tiny-llama"), "--tokens", "1,2,3,4");
+        Assert.That(code, Is.Zero, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        Assert.That(json.RootElement.GetProperty("logprobs").GetArrayLength(), Is.EqualTo(3));
+    }
+
+    [Test]
+    public void Inspect_prints_architecture_and_parameter_count()
+    {
+        var (code, stdout, stderr) = Run("inspect", "--model", Fixture("llama-bf16-sharded-rope-parameters"));
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stdout, Does.Contain("LlamaForCausalLM"));
+        Assert.That(stdout, Does.Contain("BF16"));
+        // 300·96 (embedding) + 300·96 (head) + 96 (norm) + 3 layers × (attention 96·96·2 + 96·32·2, MLP 3·96·160, norms 2·96)
+        long expected = 300 * 96 * 2 + 96 + 3 * (96 * 96 * 2 + 96 * 32 * 2 + 3 * 96 * 160 + 2 * 96);
+        Assert.That(stdout, Does.Contain(expected.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)));
+    }
+
+    [Test]
+    public void Missing_model_directory_is_one_line()
+    {
+        var (code, stdout, stderr) = Run("score", "--model", Path.Combine(_temp, "nowhere"), "--tokens", "1,2");
+        AssertOneLineError(code, stdout, stderr, "not found");
+    }
+
+    [Test]
+    public void Unknown_architecture_is_one_line()
+    {
+        string dir = CopyFixture("llama-gqa-untied");
+        string config = Path.Combine(dir, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("LlamaForCausalLM", "MambaForCausalLM"));
+        var (code, stdout, stderr) = Run("inspect", "--model", dir);
+        AssertOneLineError(code, stdout, stderr, "MambaForCausalLM");
+    }
+
+    [Test]
+    public void Token_id_out_of_range_is_one_line()
+    {
+        var (code, stdout, stderr) = Run("score", "--model", Fixture("llama-gqa-untied"), "--tokens", "1,2,320");
+        AssertOneLineError(code, stdout, stderr, "320");
+    }
+
+    [Test]
+    public void Malformed_token_list_is_one_line()
+    {
+        var (code, stdout, stderr) = Run("score", "--model", Fixture("llama-gqa-untied"), "--tokens", "1,two,3");
+        AssertOneLineError(code, stdout, stderr, "'two'");
+    }
+
+    [Test]
+    public void Truncated_safetensors_is_one_line()
+    {
+        string dir = CopyFixture("llama-gqa-untied");
+        string weights = Path.Combine(dir, "model.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        File.WriteAllBytes(weights, bytes[..(bytes.Length - 10)]);
+        var (code, stdout, stderr) = Run("score", "--model", dir, "--tokens", "1,2");
+        AssertOneLineError(code, stdout, stderr, "model.safetensors");
+    }
+
+    [Test]
+    public void Malformed_config_is_one_line()
+    {
+        string dir = CopyFixture("llama-gqa-untied");
+        File.WriteAllText(Path.Combine(dir, "config.json"), "{ \"architectures\": [\"LlamaForCausalLM\"], ");
+        var (code, stdout, stderr) = Run("inspect", "--model", dir);
+        AssertOneLineError(code, stdout, stderr, "config.json");
+    }
+
+    [Test]
+    public void Wrong_tensor_shape_names_the_tensor()
+    {
+        string dir = CopyFixture("llama-gqa-untied");
+        string config = Path.Combine(dir, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"intermediate_size\": 112", "\"intermediate_size\": 100"));
+        var (code, stdout, stderr) = Run("inspect", "--model", dir);
+        AssertOneLineError(code, stdout, stderr, "model.layers.0.mlp.gate_proj.weight");
+    }
+}
