@@ -1,0 +1,462 @@
+using System.Collections.Generic;
+using Horizon.Generators.Json;
+using Horizon.Generators.Model;
+
+namespace Horizon.Generators.Parser
+{
+    // The model's parts: embedding, block groups and their nodes, final norm, head, and the C# names they become.
+    internal sealed partial class SpecParser
+    {
+        private delegate NodeSpec? NodeReader(SpecParser parser, ObjectReader reader, string name);
+
+        private sealed class NodeKind
+        {
+            public NodeKind(string name, NodeRole role, NodeReader read)
+            {
+                Name = name;
+                Role = role;
+                Read = read;
+            }
+
+            public string Name { get; }
+
+            public NodeRole Role { get; }
+
+            public NodeReader Read { get; }
+        }
+
+        /// <summary>
+        /// Every node kind, with the slot it fits and the method that reads its properties. A new kind (gla,
+        /// sliding_window_attention, hyena, moe, ...) is a row here, a record in Model/ModelSpec.cs and an emitter
+        /// in Emitter/NodeEmitters.cs; nothing else in the parser changes.
+        /// </summary>
+        private static readonly NodeKind[] Kinds =
+        {
+            new NodeKind(NodeKinds.RmsNorm, NodeRole.Norm, (parser, reader, name) => parser.ReadRmsNorm(reader, name)),
+            new NodeKind(NodeKinds.Attention, NodeRole.Mixer, (parser, reader, name) => parser.ReadAttention(reader, name)),
+            new NodeKind(NodeKinds.SwiGluMlp, NodeRole.Mlp, (parser, reader, name) => parser.ReadSwiGluMlp(reader, name)),
+        };
+
+        private sealed class ParsedNode
+        {
+            public ParsedNode(NodeSpec spec, JsonNode nameNode)
+            {
+                Spec = spec;
+                NameNode = nameNode;
+            }
+
+            public NodeSpec Spec { get; }
+
+            public JsonNode NameNode { get; }
+        }
+
+        private sealed class ParsedBlock
+        {
+            public ParsedBlock(BlockGroupSpec spec, JsonNode nameNode, ParsedNode[] nodes)
+            {
+                Spec = spec;
+                NameNode = nameNode;
+                Nodes = nodes;
+            }
+
+            public BlockGroupSpec Spec { get; }
+
+            public JsonNode NameNode { get; }
+
+            public ParsedNode[] Nodes { get; }
+        }
+
+        private sealed class ParsedEmbedding
+        {
+            public ParsedEmbedding(EmbeddingSpec spec, JsonNode nameNode)
+            {
+                Spec = spec;
+                NameNode = nameNode;
+            }
+
+            public EmbeddingSpec Spec { get; }
+
+            public JsonNode NameNode { get; }
+        }
+
+        private sealed class ParsedLmHead
+        {
+            public ParsedLmHead(LmHeadSpec spec, JsonNode nameNode)
+            {
+                Spec = spec;
+                NameNode = nameNode;
+            }
+
+            public LmHeadSpec Spec { get; }
+
+            public JsonNode NameNode { get; }
+        }
+
+        private ObjectReader? ObjectOf(JsonNode? node, string what, string shape)
+        {
+            if (node is null)
+                return null;
+            if (node is JsonObject json)
+                return new ObjectReader(this, json, what);
+            Report(DiagnosticDescriptors.InvalidValue, node, $"{what} must be an object {shape}, found {node.Describe()}");
+            return null;
+        }
+
+        // ---- Embedding and head -------------------------------------------------------------------------------
+
+        private ParsedEmbedding? ReadEmbedding(JsonNode? node)
+        {
+            var reader = ObjectOf(node, "\"embedding\"", "{\"name\", \"weight\", \"vocab\", \"dim\"}");
+            if (reader is null)
+                return null;
+            var nameNode = reader.Required("name");
+            string? name = ReadName(nameNode, "\"name\" of \"embedding\"");
+            string? weight = ReadTensorName(reader.Required("weight", " (the tensor name of the [vocab, dim] table)"), "\"weight\" of \"embedding\"");
+            var vocab = ReadSize(reader.Required("vocab", " (the vocabulary size)"), "\"vocab\" of \"embedding\"");
+            var dim = ReadSize(reader.Required("dim", " (the model width, used by every node)"), "\"dim\" of \"embedding\"");
+            reader.ReportUnknown();
+            if (name is null || weight is null || vocab is null || dim is null)
+                return null;
+            return new ParsedEmbedding(new EmbeddingSpec(name, Naming.ToPascalCase(name), weight, vocab, dim), nameNode!);
+        }
+
+        private ParsedLmHead? ReadLmHead(JsonNode? node)
+        {
+            var reader = ObjectOf(node, "\"lm_head\"", "{\"name\", \"weight\", \"tied\"}");
+            if (reader is null)
+                return null;
+            var nameNode = reader.Required("name");
+            string? name = ReadName(nameNode, "\"name\" of \"lm_head\"");
+            var tiedNode = reader.Optional("tied");
+            var tied = tiedNode is null ? FlagValue.False : ReadFlag(tiedNode, "\"tied\" of \"lm_head\"");
+            // A head that is always tied reads the embedding table, so it needs no tensor of its own.
+            var weightNode = tied is { IsAlwaysTrue: true }
+                ? reader.Optional("weight")
+                : reader.Required("weight", " (the [vocab, dim] tensor; only a head with \"tied\": true can leave it out)");
+            string? weight = weightNode is null ? null : ReadTensorName(weightNode, "\"weight\" of \"lm_head\"");
+            reader.ReportUnknown();
+            if (name is null || tied is null || (weight is null && !tied.IsAlwaysTrue))
+                return null;
+            return new ParsedLmHead(new LmHeadSpec(name, Naming.ToPascalCase(name), weight, tied), nameNode!);
+        }
+
+        // ---- Block groups -------------------------------------------------------------------------------------
+
+        private List<ParsedBlock>? ReadBlocks(JsonNode? node)
+        {
+            if (node is null)
+                return null;
+            if (node is not JsonArray array)
+            {
+                Report(DiagnosticDescriptors.InvalidValue, node, $"\"blocks\" must be an array of block groups, found {node.Describe()}");
+                return null;
+            }
+            if (array.Items.Count == 0)
+            {
+                Report(DiagnosticDescriptors.InvalidValue, node, "\"blocks\" must list at least one block group");
+                return null;
+            }
+            var blocks = new List<ParsedBlock>();
+            bool valid = true;
+            for (int i = 0; i < array.Items.Count; i++)
+            {
+                _cancellation.ThrowIfCancellationRequested();
+                var block = ReadBlock(array.Items[i], i);
+                if (block is null)
+                    valid = false;
+                else
+                    blocks.Add(block);
+            }
+            return valid ? blocks : null;
+        }
+
+        private ParsedBlock? ReadBlock(JsonNode node, int index)
+        {
+            var reader = ObjectOf(node, $"block group {index + 1}", "{\"name\", \"repeat\", \"prefix\", \"mixer_norm\", \"mixer\", \"mlp_norm\", \"mlp\"}");
+            if (reader is null)
+                return null;
+            var nameNode = reader.Required("name");
+            string? name = ReadName(nameNode, $"\"name\" of {reader.What}");
+            if (name is not null)
+                reader.What = $"block group '{name}'";
+            var repeat = ReadSize(reader.Required("repeat", " (how many layers the group has)"), $"\"repeat\" of {reader.What}");
+            string? prefix = ReadPrefix(reader.Required("prefix", " (the tensor name prefix of a layer, with {layer} where the index goes)"), reader.What);
+            string owner = name ?? (index + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var mixerNorm = ReadNode(reader.Required("mixer_norm"), NodeRole.Norm, "mixer_norm", owner);
+            var mixer = ReadNode(reader.Required("mixer"), NodeRole.Mixer, "mixer", owner);
+            var mlpNorm = ReadNode(reader.Required("mlp_norm"), NodeRole.Norm, "mlp_norm", owner);
+            var mlp = ReadNode(reader.Required("mlp"), NodeRole.Mlp, "mlp", owner);
+            reader.ReportUnknown();
+            if (name is null || repeat is null || prefix is null || mixerNorm is null || mixer is null || mlpNorm is null || mlp is null)
+                return null;
+            var spec = new BlockGroupSpec(name, Naming.ToPascalCase(name), repeat, prefix, mixerNorm.Spec, mixer.Spec, mlpNorm.Spec, mlp.Spec);
+            return new ParsedBlock(spec, nameNode!, new[] { mixerNorm, mixer, mlpNorm, mlp });
+        }
+
+        private string? ReadPrefix(JsonNode? node, string owner)
+        {
+            string what = $"\"prefix\" of {owner}";
+            string? prefix = ReadString(node, what);
+            if (prefix is null)
+                return null;
+            if (prefix.IndexOf(LayerPlaceholder, System.StringComparison.Ordinal) < 0)
+            {
+                Report(DiagnosticDescriptors.InvalidValue, node!,
+                    $"{what} is \"{prefix}\", which has no {LayerPlaceholder}; the layer index must appear in every layer's tensor names (e.g. \"model.layers.{LayerPlaceholder}.\")");
+                return null;
+            }
+            string rest = prefix.Replace(LayerPlaceholder, "");
+            if (rest.IndexOf('{') >= 0 || rest.IndexOf('}') >= 0)
+            {
+                Report(DiagnosticDescriptors.InvalidValue, node!, $"{what} is \"{prefix}\"; {LayerPlaceholder} is the only placeholder");
+                return null;
+            }
+            return prefix;
+        }
+
+        /// <summary>Where the global layer index goes in a block group's prefix.</summary>
+        public const string LayerPlaceholder = "{layer}";
+
+        // ---- Nodes --------------------------------------------------------------------------------------------
+
+        /// <param name="slot">The JSON key that holds the node: mixer_norm, mixer, mlp_norm, mlp or final_norm.</param>
+        /// <param name="group">The block group's name, or null for final_norm.</param>
+        private ParsedNode? ReadNode(JsonNode? node, NodeRole role, string slot, string? group)
+        {
+            string owner = group is null ? "" : $" of block group '{group}'";
+            var reader = ObjectOf(node, slot + owner, "{\"kind\", \"name\", ...}");
+            if (reader is null)
+                return null;
+            var kindNode = reader.Required("kind", $" ({NodeKinds.RoleWithArticle(role)} kind: {KindList(role)})");
+            var nameNode = reader.Required("name");
+            string? name = ReadName(nameNode, $"\"name\" of {reader.What}");
+            if (name is not null)
+                reader.What = $"{slot} '{name}'{owner}";
+            string? kindName = ReadString(kindNode, $"\"kind\" of {reader.What}");
+            if (kindName is null)
+                return null;
+
+            NodeKind? kind = null;
+            foreach (var candidate in Kinds)
+            {
+                if (candidate.Name == kindName)
+                    kind = candidate;
+            }
+            string roleName = NodeKinds.RoleName(role);
+            if (kind is null)
+            {
+                var sameRole = new List<string>();
+                foreach (var candidate in Kinds)
+                {
+                    if (candidate.Role == role)
+                        sameRole.Add(candidate.Name);
+                }
+                string? suggestion = Suggestions.Closest(kindName, sameRole);
+                Report(DiagnosticDescriptors.UnknownNodeKind, kindNode!,
+                    $"unknown {roleName} kind '{kindName}' in {reader.What} (known {roleName} kinds: {KindList(role)}" +
+                    (suggestion is null ? ")" : $"; did you mean '{suggestion}'?)"));
+                return null;
+            }
+            if (kind.Role != role)
+            {
+                Report(DiagnosticDescriptors.UnknownNodeKind, kindNode!,
+                    $"'{kindName}' is {NodeKinds.RoleWithArticle(kind.Role)} kind, but {reader.What} takes {NodeKinds.RoleWithArticle(role)} kind ({KindList(role)})");
+                return null;
+            }
+            var spec = kind.Read(this, reader, name ?? "");
+            reader.ReportUnknown();
+            return name is null || spec is null ? null : new ParsedNode(spec, nameNode!);
+        }
+
+        private static string KindList(NodeRole role)
+        {
+            var names = new List<string>();
+            foreach (var kind in Kinds)
+            {
+                if (kind.Role == role)
+                    names.Add(kind.Name);
+            }
+            return string.Join(", ", names);
+        }
+
+        private NodeSpec? ReadRmsNorm(ObjectReader reader, string name)
+        {
+            string? weight = ReadTensorName(reader.Required("weight", " (the tensor name of the scale, under the block's prefix)"), $"\"weight\" of {reader.What}");
+            var eps = ReadFloat(reader.Required("eps", " (added to the mean square; a number or a float symbol)"), $"\"eps\" of {reader.What}");
+            return weight is null || eps is null ? null : new RmsNormSpec(name, Naming.ToPascalCase(name), weight, eps);
+        }
+
+        private NodeSpec? ReadAttention(ObjectReader reader, string name)
+        {
+            string what = reader.What;
+            var headsNode = reader.Required("heads", " (the number of query heads)");
+            var heads = ReadSize(headsNode, $"\"heads\" of {what}");
+            // Without kv_heads every query head has its own key/value head (multi-head attention).
+            var kvHeadsNode = reader.Optional("kv_heads");
+            var kvHeads = kvHeadsNode is null ? heads : ReadSize(kvHeadsNode, $"\"kv_heads\" of {what}");
+            var headDim = ReadSize(reader.Required("head_dim", " (the width of one head)"), $"\"head_dim\" of {what}");
+            var qkvBias = ReadOptionalFlag(reader, "qkv_bias", what);
+            var outputBias = ReadOptionalFlag(reader, "output_bias", what);
+            var rope = ReadRope(reader.Required("rope", " (\"config\" or \"none\")"), what);
+            var weights = ReadWeights(reader.Required("weights"), what, "query", "key", "value", "output");
+
+            if (heads is not null && kvHeads is not null && kvHeadsNode is not null)
+                CheckHeadsDivide(heads, kvHeads, kvHeadsNode, what);
+
+            if (heads is null || kvHeads is null || headDim is null || qkvBias is null || outputBias is null || rope is null || weights is null)
+                return null;
+            return new AttentionSpec(name, Naming.ToPascalCase(name), heads, kvHeads, headDim, qkvBias, outputBias, rope.Value,
+                weights[0], weights[1], weights[2], weights[3]);
+        }
+
+        /// <summary>Query heads are shared out evenly over key/value heads, so kv_heads must divide heads.</summary>
+        private void CheckHeadsDivide(IntValue heads, IntValue kvHeads, JsonNode kvHeadsNode, string what)
+        {
+            if (Known(heads) is not long h || Known(kvHeads) is not long kv)
+                return;
+            if (kv > h)
+                Report(DiagnosticDescriptors.SizeDoesNotDivide, kvHeadsNode,
+                    $"{what} has more key/value heads ({Describe(kvHeads, kv)}) than query heads ({Describe(heads, h)})");
+            else if (h % kv != 0)
+                Report(DiagnosticDescriptors.SizeDoesNotDivide, kvHeadsNode,
+                    $"{what} has {Describe(heads, h)} query heads, which do not divide evenly over {Describe(kvHeads, kv)} key/value heads");
+        }
+
+        private FlagValue? ReadOptionalFlag(ObjectReader reader, string property, string what)
+        {
+            var node = reader.Optional(property);
+            return node is null ? FlagValue.False : ReadFlag(node, $"\"{property}\" of {what}");
+        }
+
+        private RopeMode? ReadRope(JsonNode? node, string what)
+        {
+            string? rope = ReadString(node, $"\"rope\" of {what}");
+            switch (rope)
+            {
+                case null:
+                    return null;
+                case "config":
+                    return RopeMode.Config;
+                case "none":
+                    return RopeMode.None;
+                default:
+                    Report(DiagnosticDescriptors.InvalidValue, node!,
+                        $"\"rope\" of {what} must be \"config\" (rotary embedding as config.json describes it) or \"none\", found \"{rope}\"");
+                    return null;
+            }
+        }
+
+        /// <summary>A "weights" object: one linear layer name per role, bound as NAME.weight (and NAME.bias).</summary>
+        private string[]? ReadWeights(JsonNode? node, string owner, params string[] roles)
+        {
+            var reader = ObjectOf(node, $"\"weights\" of {owner}", "naming a linear layer per role (" + string.Join(", ", roles) + ")");
+            if (reader is null)
+                return null;
+            var names = new string[roles.Length];
+            bool valid = true;
+            for (int i = 0; i < roles.Length; i++)
+            {
+                string? name = ReadTensorName(reader.Required(roles[i], " (a linear layer: NAME.weight is bound)"), $"\"{roles[i]}\" weight of {owner}");
+                if (name is null)
+                    valid = false;
+                else
+                    names[i] = name;
+            }
+            reader.ReportUnknown();
+            return valid ? names : null;
+        }
+
+        private NodeSpec? ReadSwiGluMlp(ObjectReader reader, string name)
+        {
+            string what = reader.What;
+            var intermediate = ReadSize(reader.Required("intermediate", " (the width of the gate and up projections)"), $"\"intermediate\" of {what}");
+            var weights = ReadWeights(reader.Required("weights"), what, "gate", "up", "down");
+            if (intermediate is null || weights is null)
+                return null;
+            return new SwiGluMlpSpec(name, Naming.ToPascalCase(name), intermediate, weights[0], weights[1], weights[2]);
+        }
+
+        // ---- C# names -----------------------------------------------------------------------------------------
+
+        private static readonly string[] ObjectMembers = { "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "ReferenceEquals" };
+        private static readonly string[] RecordMembers = { "EqualityContract", "Deconstruct", "PrintMembers" };
+        private static readonly string[] ModelMembers = { "Architectures", "Sizes", "Info", "VocabSize", "Load", "CreateState", "Forward", "Dispose", "Dimensions", "State" };
+
+        /// <summary>The State class has a property per block group next to these.</summary>
+        private static readonly string[] StateMembers = { "Length", "Capacity", "Reset", "Advance", "Owner" };
+
+        /// <summary>
+        /// Names become C# members: two spec names that turn into the same C# name (self_attn and selfAttn), or a
+        /// name the generated code already uses (a block group called "state"), would not compile. Say so here,
+        /// against the spec, instead of as a C# error in a generated file.
+        /// </summary>
+        private void CheckMemberNames(string className, JsonNode classNode, ParsedEmbedding embedding, List<ParsedBlock> blocks, ParsedNode finalNorm, ParsedLmHead lmHead)
+        {
+            var model = new MemberScope(this, $"class {className}", ObjectMembers, ModelMembers, new[] { className });
+            model.Add(embedding.Spec.PropertyName, embedding.Spec.Name, "embedding", embedding.NameNode);
+            foreach (var block in blocks)
+            {
+                string name = block.Spec.Name;
+                // One report per clash: the Weights and State types follow from the group's name.
+                if (model.Add(block.Spec.PropertyName, name, "block group", block.NameNode, StateMembers)
+                    && model.Add(block.Spec.PropertyName + "Weights", name, "block group", block.NameNode))
+                    model.Add(block.Spec.PropertyName + "State", name, "block group", block.NameNode);
+            }
+            model.Add(finalNorm.Spec.PropertyName, finalNorm.Spec.Name, "final_norm", finalNorm.NameNode);
+            model.Add(lmHead.Spec.PropertyName, lmHead.Spec.Name, "lm_head", lmHead.NameNode);
+
+            var dimensions = new MemberScope(this, "record Dimensions", ObjectMembers, RecordMembers, new[] { "Dimensions" });
+            foreach (var symbol in _declarationOrder)
+                dimensions.Add(Naming.ToPascalCase(symbol.Name), symbol.Name, "symbol", symbol.Property.NameStart, symbol.Property.NameEnd - symbol.Property.NameStart);
+
+            foreach (var block in blocks)
+            {
+                string weights = block.Spec.PropertyName + "Weights", state = block.Spec.PropertyName + "State";
+                var nodes = new MemberScope(this, $"{weights} and {state}", ObjectMembers, RecordMembers, new[] { weights, state, "Reset" });
+                foreach (var node in block.Nodes)
+                    nodes.Add(node.Spec.PropertyName, node.Spec.Name, "node", node.NameNode);
+            }
+        }
+
+        /// <summary>The C# names of one generated type, and which spec name claimed each.</summary>
+        private sealed class MemberScope
+        {
+            private readonly SpecParser _parser;
+            private readonly string _typeName;
+            private readonly HashSet<string> _reserved = new HashSet<string>(System.StringComparer.Ordinal);
+            private readonly Dictionary<string, (string Name, string What, int Start)> _claimed = new Dictionary<string, (string, string, int)>(System.StringComparer.Ordinal);
+
+            public MemberScope(SpecParser parser, string typeName, params string[][] reserved)
+            {
+                _parser = parser;
+                _typeName = typeName;
+                foreach (var names in reserved)
+                    _reserved.UnionWith(names);
+            }
+
+            public bool Add(string csharpName, string specName, string what, JsonNode at, string[]? alsoReserved = null) =>
+                Add(csharpName, specName, what, at.Start, at.End - at.Start, alsoReserved);
+
+            /// <summary>Claims <paramref name="csharpName"/>; false (after an HZ0005) when it is reserved or taken.</summary>
+            public bool Add(string csharpName, string specName, string what, int start, int length, string[]? alsoReserved = null)
+            {
+                if (_reserved.Contains(csharpName) || (alsoReserved is not null && System.Array.IndexOf(alsoReserved, csharpName) >= 0))
+                {
+                    _parser.Report(DiagnosticDescriptors.DuplicateName, start, length,
+                        $"{what} name '{specName}' becomes the C# name '{csharpName}', which the generated {_typeName} already uses; rename it");
+                    return false;
+                }
+                if (_claimed.TryGetValue(csharpName, out var first))
+                {
+                    string message = first.Name == specName && first.What == what
+                        ? $"{what} name '{specName}' is used twice (first at line {_parser.LineOf(first.Start)})"
+                        : $"{what} name '{specName}' and {first.What} name '{first.Name}' (line {_parser.LineOf(first.Start)}) both become the C# name '{csharpName}' in {_typeName}";
+                    _parser.Report(DiagnosticDescriptors.DuplicateName, start, length, message);
+                    return false;
+                }
+                _claimed.Add(csharpName, (specName, what, start));
+                return true;
+            }
+        }
+    }
+}

@@ -1,4 +1,0 @@
-namespace Horizon.Generators
-{
-    internal static class Placeholder { }
-}
