@@ -157,4 +157,45 @@ public class CliTests
         var (code, stdout, stderr) = Run("inspect", "--model", dir);
         AssertOneLineError(code, stdout, stderr, "model.layers.0.mlp.gate_proj.weight");
     }
+
+    /// <summary>A safetensors file: u64 little-endian header length, the header bytes, then the data bytes.</summary>
+    private static byte[] CraftSafeTensors(ulong declaredLength, byte[] header, int dataBytes)
+    {
+        var bytes = new byte[8 + header.Length + dataBytes];
+        BitConverter.TryWriteBytes(bytes.AsSpan(0, 8), declaredLength);
+        header.CopyTo(bytes, 8);
+        return bytes;
+    }
+
+    private static byte[] CraftSafeTensors(string header, int dataBytes)
+    {
+        var utf8 = System.Text.Encoding.UTF8.GetBytes(header);
+        return CraftSafeTensors((ulong)utf8.Length, utf8, dataBytes);
+    }
+
+    public static IEnumerable<TestCaseData> BrokenSafeTensors()
+    {
+        yield return new TestCaseData(new byte[5], "HeaderTooSmall");
+        yield return new TestCaseData(CraftSafeTensors(200_000_000UL, "{}"u8.ToArray(), 0), "HeaderTooLarge");
+        yield return new TestCaseData(CraftSafeTensors(1000UL, "{}"u8.ToArray(), 0), "InvalidHeaderLength");
+        yield return new TestCaseData(CraftSafeTensors(1UL, [0xFF], 0), "InvalidHeaderUtf8");
+        yield return new TestCaseData(CraftSafeTensors("{\"a\":", 0), "InvalidHeaderJson");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"shape":[1],"data_offsets":[0,1]}}""", 1), "InvalidTensorInfo");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"dtype":"F128","shape":[1],"data_offsets":[0,1]}}""", 1), "UnknownDType");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"t":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}""", 2), "DuplicateName");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}""", 3), "InvalidOffset");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"dtype":"U8","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,1]}}""", 1), "ShapeOverflow");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}""", 2), "MisalignedSlice");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"dtype":"U8","shape":[2],"data_offsets":[0,3]}}""", 3), "TensorSizeMismatch");
+        yield return new TestCaseData(CraftSafeTensors("""{"t":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}""", 3), "IncompleteBuffer");
+    }
+
+    [TestCaseSource(nameof(BrokenSafeTensors))]
+    public void Every_safetensors_rule_is_reported_in_one_line(byte[] file, string rule)
+    {
+        string dir = CopyFixture("llama-gqa-untied");
+        File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), file);
+        var (code, stdout, stderr) = Run("inspect", "--model", dir);
+        AssertOneLineError(code, stdout, stderr, $"model.safetensors: {rule}:");
+    }
 }
