@@ -62,9 +62,95 @@ public static unsafe partial class CpuKernels
         if (queries == 0)
             return;
 
-        var plan = new AttentionPlan(queries, heads, kvHeads, headDim, queryStart);
+        var plan = new AttentionPlan(queries, heads, kvHeads, headDim, queryStart, keyRanges: null);
         // Multiply-adds: q·k and p·v for every (query, head, visible key), the keys averaging queryStart + queries/2.
         long work = 2L * queries * heads * headDim * (queryStart + (queries + 1) / 2);
+        RunAttentionItems(q, keys, values, output, plan, work);
+    }
+
+    /// <summary>
+    /// Multi-head softmax attention in which each query row sees an arbitrary set of keys given as at most two index
+    /// ranges: o = softmax(q kᵀ / √d + mask) v per head, the mask being 0 inside
+    /// <paramref name="keyRanges"/>(row) and −∞ outside. The same tiled online softmax as
+    /// <see cref="CausalAttention"/> (Dao et al. 2022, Algorithm 1), and key tiles that no row of a query tile sees
+    /// are skipped, so the cost is proportional to the visible keys (plus at most one partial tile per range and
+    /// query tile), not to <paramref name="keyCount"/>. Used by the attention variants whose masks are not a
+    /// causal prefix: sliding windows with global tokens, pooled core tokens plus a local window.
+    /// </summary>
+    /// <param name="q">(queries, heads, headDim): query vectors, RoPE already applied.</param>
+    /// <param name="queries">Number of query rows.</param>
+    /// <param name="heads">Query heads per row; a multiple of <paramref name="kvHeads"/>.</param>
+    /// <param name="keys">(keyCount, kvHeads, headDim).</param>
+    /// <param name="values">(keyCount, kvHeads, headDim).</param>
+    /// <param name="keyCount">Number of key/value rows.</param>
+    /// <param name="kvHeads">Key/value heads; query head h reads key/value head h / (heads / kvHeads).</param>
+    /// <param name="headDim">d; scores are scaled by 1/√d.</param>
+    /// <param name="keyRanges">
+    /// Row r → the key rows it sees, the same for every head of the row. Called once per row before any work
+    /// starts; every row must see at least one key.
+    /// </param>
+    /// <param name="output">(queries, heads, headDim); must not overlap the inputs.</param>
+    /// <remarks>
+    /// With <c>keyRanges(r) = [0, queryStart + r + 1)</c> the result is bit-identical to
+    /// <see cref="CausalAttention"/>: the same tiles, in the same order, with the same arithmetic.
+    /// </remarks>
+    public static void MaskedAttention(
+        ReadOnlySpan<float> q, int queries, int heads,
+        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int keyCount, int kvHeads, int headDim,
+        Func<int, AttentionKeyRanges> keyRanges, Span<float> output)
+    {
+        ArgumentNullException.ThrowIfNull(keyRanges);
+        ArgumentOutOfRangeException.ThrowIfNegative(queries);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(heads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(kvHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
+        ArgumentOutOfRangeException.ThrowIfNegative(keyCount);
+        if (heads % kvHeads != 0)
+            throw new ArgumentException($"MaskedAttention: heads {heads} is not a multiple of kv_heads {kvHeads}", nameof(kvHeads));
+        if (q.Length != (long)queries * heads * headDim)
+            throw new ArgumentException($"MaskedAttention: q has {q.Length} floats, expected queries {queries} × heads {heads} × head_dim {headDim}", nameof(q));
+        if (output.Length != q.Length)
+            throw new ArgumentException($"MaskedAttention: output has {output.Length} floats, expected {q.Length} (same shape as q)", nameof(output));
+        long kvLength = (long)keyCount * kvHeads * headDim;
+        if (keys.Length != kvLength || values.Length != kvLength)
+            throw new ArgumentException($"MaskedAttention: keys/values have {keys.Length}/{values.Length} floats, expected keys {keyCount} × kv_heads {kvHeads} × head_dim {headDim} = {kvLength}", nameof(keys));
+        if (output.Overlaps(q) || output.Overlaps(keys) || output.Overlaps(values))
+            throw new ArgumentException("MaskedAttention: output must not overlap q, keys or values", nameof(output));
+        if (queries == 0)
+            return;
+
+        // The ranges of every row, four ints each, validated once so the work items can trust them.
+        int[] table = System.Buffers.ArrayPool<int>.Shared.Rent(4 * queries);
+        try
+        {
+            long visibleKeys = 0;
+            for (int row = 0; row < queries; row++)
+            {
+                AttentionKeyRanges ranges = keyRanges(row);
+                if (ranges.Start0 < 0 || ranges.End0 < ranges.Start0 || ranges.Start1 < ranges.End0 || ranges.End1 < ranges.Start1 || ranges.End1 > keyCount)
+                    throw new ArgumentException($"MaskedAttention: row {row} has key ranges [{ranges.Start0}, {ranges.End0}) ∪ [{ranges.Start1}, {ranges.End1}); they must be ordered, disjoint and inside [0, {keyCount})", nameof(keyRanges));
+                if (ranges.Count == 0)
+                    throw new ArgumentException($"MaskedAttention: row {row} sees no key (a softmax over nothing is undefined)", nameof(keyRanges));
+                table[4 * row] = ranges.Start0;
+                table[4 * row + 1] = ranges.End0;
+                table[4 * row + 2] = ranges.Start1;
+                table[4 * row + 3] = ranges.End1;
+                visibleKeys += ranges.Count;
+            }
+            var plan = new AttentionPlan(queries, heads, kvHeads, headDim, queryStart: 0, table);
+            RunAttentionItems(q, keys, values, output, plan, 2L * heads * headDim * visibleKeys);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<int>.Shared.Return(table);
+        }
+    }
+
+    /// <summary>Runs every work item of <paramref name="plan"/>, inline or on the thread pool depending on <paramref name="work"/>.</summary>
+    private static void RunAttentionItems(
+        ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output,
+        AttentionPlan plan, long work)
+    {
         int items = plan.ItemCount;
         int chunks = Parallelism.ChunkCount(items, work, MinWorkPerChunk) == 1 ? 1 : items;
 
@@ -88,11 +174,12 @@ public static unsafe partial class CpuKernels
         }
     }
 
-    /// <summary>How one <see cref="CausalAttention"/> call is cut into work items.</summary>
+    /// <summary>How one <see cref="CausalAttention"/> or <see cref="MaskedAttention"/> call is cut into work items.</summary>
     private readonly struct AttentionPlan
     {
-        public AttentionPlan(int queries, int heads, int kvHeads, int headDim, int queryStart)
+        public AttentionPlan(int queries, int heads, int kvHeads, int headDim, int queryStart, int[]? keyRanges)
         {
+            KeyRanges = keyRanges;
             Queries = queries;
             Heads = heads;
             KvHeads = kvHeads;
@@ -124,6 +211,13 @@ public static unsafe partial class CpuKernels
         public int KvHeads { get; }
         public int HeadDim { get; }
         public int QueryStart { get; }
+
+        /// <summary>
+        /// (queries, 4): Start0, End0, Start1, End1 of the keys each row sees (<see cref="MaskedAttention"/>), or
+        /// null for the causal mask of <see cref="CausalAttention"/> (row r sees [0, QueryStart + r + 1)).
+        /// </summary>
+        public int[]? KeyRanges { get; }
+
         public int GroupSize { get; }
         public int RowsPerTile { get; }
         public int QueryTiles { get; }
@@ -135,7 +229,8 @@ public static unsafe partial class CpuKernels
 
     /// <summary>
     /// One work item: the query rows of one tile × the query heads [firstHead, firstHead + headCount) of one
-    /// key/value group, attended over every key tile up to the last row's position.
+    /// key/value group, attended over every key tile that some row of the tile sees (causal: every tile up to the
+    /// last row's position).
     /// </summary>
     private static void AttentionItem(
         ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output,
@@ -143,7 +238,6 @@ public static unsafe partial class CpuKernels
     {
         int headDim = plan.HeadDim;
         int heads = plan.Heads;
-        int kvStride = plan.KvHeads * headDim; // floats between consecutive tokens of one key/value head
 
         // The costliest tiles (the last rows see the most keys) get the lowest item numbers, so they start first
         // and the short tiles fill in at the end.
@@ -176,54 +270,59 @@ public static unsafe partial class CpuKernels
         runningMax.Fill(float.NegativeInfinity);
         runningSum.Clear();
 
-        // The last row of the tile sees keys 0 … lastKey; earlier rows stop sooner inside the diagonal tile.
+        // The keys each row of the tile sees, [Start0, End0) ∪ [Start1, End1) (causal: [0, position + 1)), and the
+        // spans of key tiles to walk: the union of the rows' first ranges, then of their second ranges, merged when
+        // they meet. Tiles in neither span are seen by no row and are skipped.
         int firstPosition = plan.QueryStart + firstRow;
-        int lastKey = firstPosition + rowCount - 1;
-        for (int keyStart = 0; keyStart <= lastKey; keyStart += KeyTileSize)
+        Span<int> rowRanges = stackalloc int[4 * rowCount];
+        int spanStart0 = int.MaxValue, spanEnd0 = 0, spanStart1 = int.MaxValue, spanEnd1 = 0;
+        for (int r = 0; r < rowCount; r++)
         {
-            int tileKeys = Math.Min(KeyTileSize, lastKey + 1 - keyStart);
-            int keyOffset = keyStart * kvStride + kvHead * headDim; // key/value row keyStart of this head
-            ReadOnlySpan<float> keyTile = keys[keyOffset..];     // (tileKeys, d) at stride kvStride
-            ReadOnlySpan<float> valueTile = values[keyOffset..]; // (tileKeys, d) at stride kvStride
-
-            // S = Q Kᵀ for the whole tile (vectors × tileKeys), queries already scaled by 1/√d.
-            TileKernels.DotRows(queryTile, vectors, headDim, keyTile, tileKeys, kvStride, headDim, scores, KeyTileSize);
-
-            for (int i = 0; i < vectors; i++)
+            int start0, end0, start1, end1;
+            if (plan.KeyRanges is { } table)
             {
-                // Causal mask: the query at position P sees keys ≤ P, i.e. the first P + 1 − keyStart of this tile.
-                int position = firstPosition + i / headCount;
-                int visible = Math.Min(tileKeys, position + 1 - keyStart);
-                Span<float> rowScores = scores.Slice(i * KeyTileSize, tileKeys);
-                if (visible <= 0)
-                {
-                    rowScores.Clear(); // a zero weight leaves the accumulator untouched
-                    continue;
-                }
-                Span<float> visibleScores = rowScores[..visible];
-
-                // Online softmax: the new maximum, the tile's probabilities relative to it, and the factor that moves
-                // the earlier sum and accumulator from the old maximum to the new one (exp(−∞) = 0 on the first tile).
-                float previousMax = runningMax[i];
-                float newMax = MathF.Max(previousMax, TensorPrimitives.Max(visibleScores));
-                TensorPrimitives.Subtract(visibleScores, newMax, visibleScores);
-                TensorPrimitives.Exp(visibleScores, visibleScores);
-                rowScores[visible..].Clear();
-                float correction = MathF.Exp(previousMax - newMax);
-                runningSum[i] = runningSum[i] * correction + TensorPrimitives.Sum(visibleScores);
-                runningMax[i] = newMax;
-                if (correction != 1f)
-                {
-                    Span<float> outputRow = accumulator.Slice(i * headDim, headDim);
-                    TensorPrimitives.Multiply(outputRow, correction, outputRow);
-                }
+                start0 = table[4 * (firstRow + r)];
+                end0 = table[4 * (firstRow + r) + 1];
+                start1 = table[4 * (firstRow + r) + 2];
+                end1 = table[4 * (firstRow + r) + 3];
             }
-
-            // O += P V for the whole tile (masked probabilities are zero).
-            TileKernels.AccumulateWeightedRows(scores, vectors, KeyTileSize, valueTile, tileKeys, kvStride, headDim, accumulator, headDim);
+            else
+            {
+                start0 = 0;
+                end0 = start1 = end1 = firstPosition + r + 1;
+            }
+            rowRanges[4 * r] = start0;
+            rowRanges[4 * r + 1] = end0;
+            rowRanges[4 * r + 2] = start1;
+            rowRanges[4 * r + 3] = end1;
+            if (end0 > start0)
+            {
+                spanStart0 = Math.Min(spanStart0, start0);
+                spanEnd0 = Math.Max(spanEnd0, end0);
+            }
+            if (end1 > start1)
+            {
+                spanStart1 = Math.Min(spanStart1, start1);
+                spanEnd1 = Math.Max(spanEnd1, end1);
+            }
+        }
+        if (spanEnd0 > 0 && spanEnd1 > 0 && spanStart1 <= spanEnd0)
+        {
+            spanStart0 = Math.Min(spanStart0, spanStart1);
+            spanEnd0 = Math.Max(spanEnd0, spanEnd1);
+            spanEnd1 = 0;
         }
 
-        // Every query sees at least key 0, so the running sum is ≥ 1 (its own maximum contributes exp(0)).
+        for (int span = 0; span < 2; span++)
+        {
+            int spanStart = span == 0 ? spanStart0 : spanStart1;
+            int spanEnd = span == 0 ? spanEnd0 : spanEnd1;
+            for (int keyStart = spanStart; keyStart < spanEnd; keyStart += KeyTileSize)
+                AttentionKeyTile(keys, values, plan, kvHead, keyStart, Math.Min(KeyTileSize, spanEnd - keyStart),
+                    rowRanges, vectors, headCount, queryTile, accumulator, scores, runningMax, runningSum);
+        }
+
+        // Every query sees at least one key, so the running sum is ≥ 1 (its own maximum contributes exp(0)).
         for (int i = 0; i < vectors; i++)
         {
             int row = firstRow + i / headCount;
@@ -231,4 +330,82 @@ public static unsafe partial class CpuKernels
             TensorPrimitives.Multiply(accumulator.Slice(i * headDim, headDim), 1f / runningSum[i], output.Slice((row * heads + head) * headDim, headDim));
         }
     }
+
+    /// <summary>
+    /// One step of the online softmax for every query vector of a work item: the key tile
+    /// [keyStart, keyStart + tileKeys) of key/value head <paramref name="kvHead"/>, masked per row by
+    /// <paramref name="rowRanges"/> (rows, 4).
+    /// </summary>
+    private static void AttentionKeyTile(
+        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, in AttentionPlan plan, int kvHead, int keyStart, int tileKeys,
+        ReadOnlySpan<int> rowRanges, int vectors, int headCount,
+        ReadOnlySpan<float> queryTile, Span<float> accumulator, Span<float> scores, Span<float> runningMax, Span<float> runningSum)
+    {
+        int headDim = plan.HeadDim;
+        int kvStride = plan.KvHeads * headDim; // floats between consecutive tokens of one key/value head
+        int keyOffset = keyStart * kvStride + kvHead * headDim; // key/value row keyStart of this head
+        ReadOnlySpan<float> keyTile = keys[keyOffset..];     // (tileKeys, d) at stride kvStride
+        ReadOnlySpan<float> valueTile = values[keyOffset..]; // (tileKeys, d) at stride kvStride
+        int tileEnd = keyStart + tileKeys;
+
+        // S = Q Kᵀ for the whole tile (vectors × tileKeys), queries already scaled by 1/√d.
+        TileKernels.DotRows(queryTile, vectors, headDim, keyTile, tileKeys, kvStride, headDim, scores, KeyTileSize);
+
+        for (int i = 0; i < vectors; i++)
+        {
+            // The row's ranges clipped to the tile, as offsets in it: [lo0, hi0) and [lo1, hi1) (empty when lo ≥ hi).
+            ReadOnlySpan<int> ranges = rowRanges.Slice(4 * (i / headCount), 4);
+            int lo0 = Math.Max(ranges[0], keyStart) - keyStart, hi0 = Math.Min(ranges[1], tileEnd) - keyStart;
+            int lo1 = Math.Max(ranges[2], keyStart) - keyStart, hi1 = Math.Min(ranges[3], tileEnd) - keyStart;
+            bool first = lo0 < hi0, second = lo1 < hi1;
+            Span<float> rowScores = scores.Slice(i * KeyTileSize, tileKeys);
+            if (!first && !second)
+            {
+                rowScores.Clear(); // a zero weight leaves the accumulator untouched
+                continue;
+            }
+            // The visible keys lie in [lo, hi); with both ranges present, the gap [hi0, lo1) between them is masked.
+            int lo = first ? lo0 : lo1;
+            int hi = second ? hi1 : hi0;
+            bool gap = first && second && hi0 < lo1;
+            if (gap)
+                rowScores[hi0..lo1].Fill(float.NegativeInfinity);
+            Span<float> visibleScores = rowScores[lo..hi];
+
+            // Online softmax: the new maximum, the tile's probabilities relative to it, and the factor that moves
+            // the earlier sum and accumulator from the old maximum to the new one (exp(−∞) = 0 on the first tile).
+            float previousMax = runningMax[i];
+            float newMax = MathF.Max(previousMax, TensorPrimitives.Max(visibleScores));
+            TensorPrimitives.Subtract(visibleScores, newMax, visibleScores);
+            TensorPrimitives.Exp(visibleScores, visibleScores);
+            if (gap)
+                rowScores[hi0..lo1].Clear();
+            rowScores[..lo].Clear();
+            rowScores[hi..].Clear();
+            float correction = MathF.Exp(previousMax - newMax);
+            runningSum[i] = runningSum[i] * correction + TensorPrimitives.Sum(visibleScores);
+            runningMax[i] = newMax;
+            if (correction != 1f)
+            {
+                Span<float> outputRow = accumulator.Slice(i * headDim, headDim);
+                TensorPrimitives.Multiply(outputRow, correction, outputRow);
+            }
+        }
+
+        // O += P V for the whole tile (masked probabilities are zero).
+        TileKernels.AccumulateWeightedRows(scores, vectors, KeyTileSize, valueTile, tileKeys, kvStride, headDim, accumulator, headDim);
+    }
+}
+
+/// <summary>
+/// The keys one query row of <see cref="CpuKernels.MaskedAttention"/> sees: the union of the half-open key index
+/// ranges [Start0, End0) and [Start1, End1), with Start0 ≤ End0 ≤ Start1 ≤ End1 (an empty range has Start = End).
+/// </summary>
+public readonly record struct AttentionKeyRanges(int Start0, int End0, int Start1, int End1)
+{
+    /// <summary>One range [start, end) and an empty second one.</summary>
+    public static AttentionKeyRanges Single(int start, int end) => new(start, end, end, end);
+
+    /// <summary>Keys seen in all.</summary>
+    public int Count => End0 - Start0 + (End1 - Start1);
 }
