@@ -304,14 +304,15 @@ public static unsafe partial class CpuKernels
 
     /// <summary>
     /// Rotary position embedding in place (Su et al. 2021, RoFormer, eq. 34), Hugging Face "rotate half" layout:
-    /// for i &lt; d/2 the pair (x_i, x_{i+d/2}) at position p is rotated by the angle p·θ_i
-    /// (θ_i = <see cref="RopeTable.InverseFrequencies"/>[i], already divided by a linear scaling factor):
-    /// out_i = x_i cos − x_{i+d/2} sin, out_{i+d/2} = x_{i+d/2} cos + x_i sin.
+    /// with r = <see cref="RopeTable.RotaryDim"/> (= d unless partial), for i &lt; r/2 the pair (x_i, x_{i+r/2}) at
+    /// position p is rotated by the angle p·θ_i (θ_i = <see cref="RopeTable.InverseFrequencies"/>[i], already
+    /// divided by a linear scaling factor): out_i = x_i cos − x_{i+r/2} sin, out_{i+r/2} = x_{i+r/2} cos + x_i sin;
+    /// dimensions r … d − 1 are left as they are (GPT-NeoX partial rotary).
     /// </summary>
     /// <param name="x">(rows, heads, headDim), rotated in place.</param>
     /// <param name="rows">Number of tokens.</param>
     /// <param name="heads">Heads per token (query or key/value heads).</param>
-    /// <param name="headDim">d; must equal <see cref="RopeTable.HeadDim"/> (the whole head is rotated).</param>
+    /// <param name="headDim">d; must equal <see cref="RopeTable.HeadDim"/>.</param>
     /// <param name="startPosition">Absolute position of row 0; row r is at startPosition + r.</param>
     /// <param name="rope">The frequencies.</param>
     /// <remarks>
@@ -325,15 +326,16 @@ public static unsafe partial class CpuKernels
         ArgumentOutOfRangeException.ThrowIfNegative(heads);
         ArgumentOutOfRangeException.ThrowIfNegative(startPosition);
         if (headDim != rope.HeadDim)
-            throw new ArgumentException($"Rope: head_dim {headDim} differs from the table's {rope.HeadDim} (partial rotary is not supported)", nameof(headDim));
+            throw new ArgumentException($"Rope: head_dim {headDim} differs from the table's {rope.HeadDim}", nameof(headDim));
         if (x.Length != (long)rows * heads * headDim)
             throw new ArgumentException($"Rope: x has {x.Length} floats, expected rows {rows} × heads {heads} × head_dim {headDim} = {(long)rows * heads * headDim}", nameof(x));
         if (rows == 0 || heads == 0)
             return;
 
-        // Per row: head_dim/2 sine-cosine pairs in float64 plus heads·head_dim rotations, about 8 units of work.
-        int chunks = Parallelism.ChunkCount(rows, (long)rows * (heads * headDim + 8 * headDim), MinWorkPerChunk);
-        int scratchFloats = headDim; // cos (d/2) then sin (d/2) of the current row
+        // Per row: rotary_dim/2 sine-cosine pairs in float64 plus heads·rotary_dim rotations, about 8 units of work.
+        int rotaryDim = rope.RotaryDim;
+        int chunks = Parallelism.ChunkCount(rows, (long)rows * (heads * rotaryDim + 8 * rotaryDim), MinWorkPerChunk);
+        int scratchFloats = rotaryDim; // cos (r/2) then sin (r/2) of the current row
         fixed (float* xPinned = x)
         {
             float* xPointer = xPinned;
@@ -341,14 +343,14 @@ public static unsafe partial class CpuKernels
             Parallelism.For(chunks, scratchFloats, (chunk, scratch) =>
             {
                 var (start, end) = Parallelism.ChunkRange(rows, chunks, chunk);
-                RopeRows(new Span<float>(xPointer, length), heads, headDim, startPosition, rope.InverseFrequencies, start, end, scratch);
+                RopeRows(new Span<float>(xPointer, length), heads, headDim, rotaryDim, startPosition, rope.InverseFrequencies, start, end, scratch);
             });
         }
     }
 
-    private static void RopeRows(Span<float> x, int heads, int headDim, int startPosition, double[] inverseFrequencies, int start, int end, float[] scratch)
+    private static void RopeRows(Span<float> x, int heads, int headDim, int rotaryDim, int startPosition, double[] inverseFrequencies, int start, int end, float[] scratch)
     {
-        int half = headDim / 2;
+        int half = rotaryDim / 2;
         Span<float> cos = scratch.AsSpan(0, half);
         Span<float> sin = scratch.AsSpan(half, half);
         for (int row = start; row < end; row++)
@@ -364,7 +366,7 @@ public static unsafe partial class CpuKernels
             for (int head = 0; head < heads; head++)
             {
                 Span<float> first = rowValues.Slice(head * headDim, half);   // x_i
-                Span<float> second = rowValues.Slice(head * headDim + half, half); // x_{i+d/2}
+                Span<float> second = rowValues.Slice(head * headDim + half, half); // x_{i+r/2}; x_r … x_{d−1} untouched
                 RotatePairs(first, second, cos, sin);
             }
         }

@@ -9,26 +9,48 @@ public sealed record RopeScaling(string Type, double Factor)
 /// <summary>
 /// Rotary position embedding (Su et al. 2021, RoFormer, eq. 34), Hugging Face "rotate half" layout: dimension i
 /// pairs with i + rotary_dim/2. θ_i = base^(−2i/rotary_dim); position p rotates pair i by p·θ_i / factor (linear).
+/// rotary_dim is the whole head unless a partial rotary is asked for (GPT-NeoX <c>rotary_pct</c>, Black et al. 2022,
+/// GPT-NeoX-20B § 2.1.1): then only the first rotary_dim dimensions of each head rotate and the rest pass through.
 /// </summary>
 public sealed class RopeTable
 {
+    /// <summary>RoPE over the whole head (rotary_dim = head_dim).</summary>
     public RopeTable(int headDim, double theta, RopeScaling scaling)
+        : this(headDim, theta, scaling, headDim)
     {
+    }
+
+    /// <summary>
+    /// Partial rotary: the first <paramref name="rotaryDim"/> dimensions of each head rotate (pairs i and
+    /// i + rotary_dim/2, θ_i = base^(−2i/rotary_dim)); dimensions rotary_dim … head_dim − 1 are left unchanged.
+    /// Hugging Face GPT-NeoX uses rotary_dim = int(head_dim · rotary_pct).
+    /// </summary>
+    /// <exception cref="ModelLoadException">head_dim or rotary_dim is odd, or rotary_dim is not in [2, head_dim].</exception>
+    public RopeTable(int headDim, double theta, RopeScaling scaling, int rotaryDim)
+    {
+        ArgumentNullException.ThrowIfNull(scaling);
         if (headDim % 2 != 0)
             throw new ModelLoadException($"rope: head_dim = {headDim} must be even");
+        if (rotaryDim % 2 != 0 || rotaryDim < 2 || rotaryDim > headDim)
+            throw new ModelLoadException($"rope: rotary_dim = {rotaryDim} must be even and in [2, head_dim = {headDim}]");
         HeadDim = headDim;
+        RotaryDim = rotaryDim;
         Theta = theta;
         Scaling = scaling;
-        InverseFrequencies = new double[headDim / 2];
-        for (int i = 0; i < headDim / 2; i++)
-            InverseFrequencies[i] = 1.0 / Math.Pow(theta, 2.0 * i / headDim) / scaling.Factor;
+        InverseFrequencies = new double[rotaryDim / 2];
+        for (int i = 0; i < rotaryDim / 2; i++)
+            InverseFrequencies[i] = 1.0 / Math.Pow(theta, 2.0 * i / rotaryDim) / scaling.Factor;
     }
 
     public int HeadDim { get; }
+
+    /// <summary>Dimensions of each head that rotate (the first ones); equals <see cref="HeadDim"/> unless partial.</summary>
+    public int RotaryDim { get; }
+
     public double Theta { get; }
     public RopeScaling Scaling { get; }
 
-    /// <summary>θ_i / factor for i in [0, head_dim/2), in float64 so long positions keep their precision.</summary>
+    /// <summary>θ_i / factor for i in [0, rotary_dim/2), in float64 so long positions keep their precision.</summary>
     public double[] InverseFrequencies { get; }
 
     /// <summary>
