@@ -13,6 +13,9 @@ public static class Program
         var root = new RootCommand("Horizon: an inference runtime for long-context sequence models.");
         root.Subcommands.Add(ScoreCommand());
         root.Subcommands.Add(InspectCommand());
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(ChatCommand.Create());
+        root.Subcommands.Add(DoctorCommand.Create());
         try
         {
             return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

@@ -1,0 +1,559 @@
+// Causal softmax attention on bf16 tensors: o = softmax(q kᵀ · scale + causal mask) v per head (Vaswani et al.
+// 2017, eq. 1), grouped key/value heads (Ainslie et al. 2023; one key/value head is multi-query attention).
+//
+// attention_prefill_d{64,128}_bf16  many queries: FlashAttention-2 (Dao 2023, Algorithm 1) on tensor cores
+//                                   (mma.sync m16n8k16, bf16 operands, float32 accumulation), online softmax.
+// attention_decode_d{64,128}_bf16   one query per sequence against a long cache: split over the keys
+// attention_decode_combine_bf16     (Flash-Decoding), then the splits merged by their log-sum-exp.
+// attention_naive_bf16              the same function computed plainly in bf16 (scores and probabilities
+//                                   rounded to bf16, as torch does in bf16): the test reference of the
+//                                   flash-attention error rule, not a production kernel.
+//
+// Layouts (token-major, as on the CPU: src/Runtime/Cpu/FlashAttention.cs):
+//   q, o   (batch, queries, heads, head_dim)        k, v   (batch, key_count, kv_heads, head_dim)
+// Query r of a sequence sits at absolute position query_start + r and sees keys 0 … query_start + r;
+// query head h reads key/value head h / (heads / kv_heads). Launchers: src/Runtime/Cuda/CudaOps.cs.
+#include "common.cuh"
+
+#define HZ_LOG2E 1.4426950408889634f
+
+static __device__ __forceinline__ float round_bf16(float v) { return to_float(float_to_bf16(v)); }
+
+// ================================================================ prefill
+
+namespace prefill
+{
+constexpr int BM = 64;        // query rows per block: 16 per warp, one m16 tile each
+constexpr int BN = 64;        // keys per step of the online softmax
+constexpr int THREADS = 128;  // 4 warps
+}
+
+// Copies rows [row0, row0 + ROWS) of a (rows, D) bf16 matrix with `row_stride` elements between rows into
+// shared memory rows of D + 8 elements (the 16-byte pad staggers the rows over the banks, so ldmatrix
+// reads conflict-free). Rows at or past `row_limit` are zero-filled. Asynchronous: cp_async_commit/wait.
+template <int D, int ROWS>
+static __device__ __forceinline__ void load_tile_async(bf16_t* dst, const bf16_t* src, size_t row_stride, int row0,
+                                                       int row_limit)
+{
+    constexpr int CHUNKS = D / 8; // 16-byte pieces per row
+    constexpr int STRIDE = D + 8;
+    static_assert(ROWS * CHUNKS % prefill::THREADS == 0, "every thread copies the same number of pieces");
+#pragma unroll
+    for (int i = 0; i < ROWS * CHUNKS / prefill::THREADS; i++)
+    {
+        const int c = threadIdx.x + i * prefill::THREADS;
+        const int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+        const bool valid = row0 + r < row_limit;
+        const bf16_t* from = src + (size_t)(valid ? row0 + r : 0) * row_stride + col;
+        cp_async_16(dst + r * STRIDE + col, from, valid);
+    }
+}
+
+// One block: BM = 64 queries of one (batch, head); grid (CeilDiv(queries, 64), heads, batch), 128 threads,
+// dynamic shared memory (BM + 4·BN)·(D + 8)·2 bytes: the Q tile and two K and two V tiles (double buffered:
+// tile j+1 is copied while tile j is used). Each warp owns 16 query rows; S = Q Kᵀ (16 × 64 per warp) and
+// O (16 × D) stay in registers, and P = exp(S − m) is fed to the P·V product straight from the S
+// accumulators (the m16n8 float32 accumulator layout of two n-tiles is the m16k16 A-operand layout).
+// Softmax runs in base 2 with log2(e) folded into the scale; the division by the row sum is deferred to
+// the end (FlashAttention-2).
+template <int D>
+static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
+                                         const bf16_t* __restrict__ v, bf16_t* __restrict__ o, int queries,
+                                         int key_count, int heads, int kv_heads, int query_start, float scale)
+{
+    using namespace prefill;
+    constexpr int STRIDE = D + 8;
+    constexpr int KD = D / 16; // k-steps of Q Kᵀ over the head dimension
+    constexpr int ND = D / 8;  // n-tiles of O over the head dimension
+    constexpr int NK = BN / 8; // n-tiles of S over the keys of a step
+
+    extern __shared__ __align__(16) unsigned char shared_bytes[];
+    bf16_t* q_s = reinterpret_cast<bf16_t*>(shared_bytes); // BM × STRIDE
+    bf16_t* k_s = q_s + BM * STRIDE;                        // 2 × BN × STRIDE
+    bf16_t* v_s = k_s + 2 * BN * STRIDE;                    // 2 × BN × STRIDE
+
+    // Causal work grows with the query tile: the longest tiles start first.
+    const int tile = (int)gridDim.x - 1 - (int)blockIdx.x;
+    const int head = blockIdx.y, batch = blockIdx.z;
+    const int kv_head = head / (heads / kv_heads);
+    const int m0 = tile * BM;
+    const size_t q_stride = (size_t)heads * D, kv_stride = (size_t)kv_heads * D;
+    const bf16_t* q_base = q + (size_t)batch * queries * q_stride + (size_t)head * D;
+    const bf16_t* k_base = k + (size_t)batch * key_count * kv_stride + (size_t)kv_head * D;
+    const bf16_t* v_base = v + (size_t)batch * key_count * kv_stride + (size_t)kv_head * D;
+    bf16_t* o_base = o + (size_t)batch * queries * q_stride + (size_t)head * D;
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3; // mma fragment coordinates: row group, thread in group
+    const int last_query = min(m0 + BM, queries) - 1;
+    const int key_end = min(key_count, query_start + last_query + 1); // keys any row of this tile sees
+    const int steps = ceil_div(key_end, BN);
+
+    load_tile_async<D, BM>(q_s, q_base, q_stride, m0, queries);
+    load_tile_async<D, BN>(k_s, k_base, kv_stride, 0, key_end);
+    load_tile_async<D, BN>(v_s, v_base, kv_stride, 0, key_end);
+    cp_async_commit();
+
+    unsigned q_frag[KD][4];
+    float acc[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    float row_max[2] = {-HZ_INF, -HZ_INF}; // rows g and g + 8 of this warp's 16, base-2 scaled scores
+    float row_sum[2] = {0.0f, 0.0f};       // this thread's share; summed over the 4 threads of a row at the end
+    const int row_lo = m0 + warp * 16 + g;  // query index of row g; row g + 8 is row_lo + 8
+    const int pos_lo = query_start + row_lo, pos_hi = pos_lo + 8;
+    const float scale_log2 = scale * HZ_LOG2E;
+
+    for (int step = 0; step < steps; step++)
+    {
+        const int buffer = step & 1;
+        if (step + 1 < steps)
+        {
+            load_tile_async<D, BN>(k_s + (buffer ^ 1) * BN * STRIDE, k_base, kv_stride, (step + 1) * BN, key_end);
+            load_tile_async<D, BN>(v_s + (buffer ^ 1) * BN * STRIDE, v_base, kv_stride, (step + 1) * BN, key_end);
+        }
+        cp_async_commit();  // an empty group on the last step keeps the count uniform
+        cp_async_wait<1>(); // everything but the newest group: this step's tiles (and Q) have landed
+        __syncthreads();
+
+        if (step == 0)
+        {
+#pragma unroll
+            for (int kd = 0; kd < KD; kd++)
+                ldmatrix_x4(q_frag[kd], q_s + (warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * STRIDE + kd * 16 + (lane >> 4) * 8);
+        }
+        const bf16_t* ks = k_s + buffer * BN * STRIDE;
+        const bf16_t* vs = v_s + buffer * BN * STRIDE;
+
+        // S = Q Kᵀ: (16 rows × 64 keys) per warp. B[d][key] = K[key][d], K rows in shared memory are the
+        // "col" B layout; one ldmatrix.x4 gives the B fragments of two key n-tiles.
+        float s[NK][4];
+#pragma unroll
+        for (int n = 0; n < NK; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int kd = 0; kd < KD; kd++)
+        {
+#pragma unroll
+            for (int np = 0; np < NK / 2; np++)
+            {
+                unsigned b[4];
+                ldmatrix_x4(b, ks + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * STRIDE + kd * 16 + ((lane >> 3) & 1) * 8);
+                mma_bf16_16816(s[2 * np], q_frag[kd], b[0], b[1]);
+                mma_bf16_16816(s[2 * np + 1], q_frag[kd], b[2], b[3]);
+            }
+        }
+
+        // Scale into base 2; mask keys after a row's position (and past the end) on the tiles that need it.
+        const int n0 = step * BN;
+        const bool masked = n0 + BN - 1 > query_start + m0 || n0 + BN > key_count;
+#pragma unroll
+        for (int n = 0; n < NK; n++)
+        {
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                float x = s[n][i] * scale_log2;
+                if (masked)
+                {
+                    const int key = n0 + n * 8 + 2 * t + (i & 1);
+                    const int pos = i < 2 ? pos_lo : pos_hi;
+                    if (key > pos || key >= key_count)
+                        x = -HZ_INF;
+                }
+                s[n][i] = x;
+            }
+        }
+
+        // Online softmax (Dao et al. 2022, Algorithm 1, lines 10-12): new row maxima over the 4 threads of a row,
+        // rescale what was accumulated by 2^(m_old − m_new), p = 2^(s − m_new).
+        float tile_max[2] = {row_max[0], row_max[1]};
+#pragma unroll
+        for (int n = 0; n < NK; n++)
+        {
+            tile_max[0] = fmaxf(tile_max[0], fmaxf(s[n][0], s[n][1]));
+            tile_max[1] = fmaxf(tile_max[1], fmaxf(s[n][2], s[n][3]));
+        }
+        float base[2], alpha[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+        {
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+            base[r] = tile_max[r] == -HZ_INF ? 0.0f : tile_max[r]; // a row with no visible key yet: p = 0, no NaN
+            alpha[r] = exp2f(row_max[r] - base[r]);
+            row_max[r] = tile_max[r];
+            row_sum[r] *= alpha[r];
+        }
+#pragma unroll
+        for (int n = 0; n < NK; n++)
+        {
+            s[n][0] = exp2f(s[n][0] - base[0]);
+            s[n][1] = exp2f(s[n][1] - base[0]);
+            s[n][2] = exp2f(s[n][2] - base[1]);
+            s[n][3] = exp2f(s[n][3] - base[1]);
+            row_sum[0] += s[n][0] + s[n][1];
+            row_sum[1] += s[n][2] + s[n][3];
+        }
+#pragma unroll
+        for (int n = 0; n < ND; n++)
+        {
+            acc[n][0] *= alpha[0];
+            acc[n][1] *= alpha[0];
+            acc[n][2] *= alpha[1];
+            acc[n][3] *= alpha[1];
+        }
+
+        // O += P V: P (16 × 64, bf16) from the S accumulators, V (64 × D) via ldmatrix.trans (B[key][d] = V[key][d]
+        // needs pairs adjacent in key, V rows are adjacent in d).
+#pragma unroll
+        for (int kt = 0; kt < BN / 16; kt++)
+        {
+            unsigned a[4];
+            a[0] = pack_bf16x2(s[2 * kt][0], s[2 * kt][1]);
+            a[1] = pack_bf16x2(s[2 * kt][2], s[2 * kt][3]);
+            a[2] = pack_bf16x2(s[2 * kt + 1][0], s[2 * kt + 1][1]);
+            a[3] = pack_bf16x2(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++)
+            {
+                unsigned b[4];
+                ldmatrix_x4_trans(b, vs + (kt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * STRIDE + dp * 16 + (lane >> 4) * 8);
+                mma_bf16_16816(acc[2 * dp], a, b[0], b[1]);
+                mma_bf16_16816(acc[2 * dp + 1], a, b[2], b[3]);
+            }
+        }
+        __syncthreads(); // every warp is done with this buffer before the next step's copy overwrites it
+    }
+    cp_async_wait<0>();
+
+    // o = O / l, rows g and g + 8; 2 bf16 (4 bytes) per store.
+    float inverse[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+    {
+        row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+        row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+        inverse[r] = row_sum[r] > 0.0f ? 1.0f / row_sum[r] : 0.0f;
+    }
+    const int row_hi = row_lo + 8;
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+    {
+        const int col = n * 8 + 2 * t;
+        if (row_lo < queries)
+            *reinterpret_cast<unsigned*>(o_base + (size_t)row_lo * q_stride + col) = pack_bf16x2(acc[n][0] * inverse[0], acc[n][1] * inverse[0]);
+        if (row_hi < queries)
+            *reinterpret_cast<unsigned*>(o_base + (size_t)row_hi * q_stride + col) = pack_bf16x2(acc[n][2] * inverse[1], acc[n][3] * inverse[1]);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention_prefill_d64_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, bf16_t* o,
+                                                                            int queries, int key_count, int heads, int kv_heads,
+                                                                            int query_start, float scale)
+{
+    attention_prefill<64>(q, k, v, o, queries, key_count, heads, kv_heads, query_start, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention_prefill_d128_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, bf16_t* o,
+                                                                             int queries, int key_count, int heads, int kv_heads,
+                                                                             int query_start, float scale)
+{
+    attention_prefill<128>(q, k, v, o, queries, key_count, heads, kv_heads, query_start, scale);
+}
+
+// ================================================================ decode (split-KV)
+
+namespace decode
+{
+constexpr int THREADS = 128;  // 4 warps
+constexpr int MAX_GROUP = 8;  // query heads of one key/value head a block serves at once
+constexpr int UNROLL = 2;     // keys a lane group has in flight at once
+}
+
+// One query per sequence: q is (batch, heads, D); the cache k, v is (batch, capacity, kv_heads, D) with the
+// first key_count rows valid. Grid (splits, kv_heads · CeilDiv(group, 8), batch), 128 threads: a block takes
+// keys [split · keys_per_split, +keys_per_split) of one key/value head and serves up to 8 of its query heads
+// (GQA heads packed: each key and value row is read once for all of them).
+// A lane group of D/8 lanes holds one key row (8 bf16 = 16 bytes per lane); the 128 threads walk the split as
+// 128 / (D/8) lane groups, each with its own running max m, sum l and accumulator over its 8 dimensions, merged
+// through shared memory at the end. Writes, per (batch, head, split): the normalised partial output
+// o_part (D floats) and lse_part = m + log2 l (base 2; −inf for a split with no keys).
+template <int D>
+static __device__ void attention_decode(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
+                                        const bf16_t* __restrict__ v, float* __restrict__ o_part,
+                                        float* __restrict__ lse_part, int heads, int kv_heads, int key_count,
+                                        int capacity, int keys_per_split, float scale)
+{
+    using namespace decode;
+    constexpr int LANES = D / 8;                     // lanes per key row
+    constexpr int GROUPS_PER_WARP = 32 / LANES;
+    constexpr int GROUPS = (THREADS / 32) * GROUPS_PER_WARP;
+    __shared__ float m_s[GROUPS][MAX_GROUP], l_s[GROUPS][MAX_GROUP];
+    __shared__ float acc_s[GROUPS][MAX_GROUP][D];
+
+    const int group_size = heads / kv_heads;
+    const int chunks = ceil_div(group_size, MAX_GROUP);
+    const int split = blockIdx.x, splits = gridDim.x;
+    const int kv_head = blockIdx.y / chunks, chunk = blockIdx.y % chunks;
+    const int batch = blockIdx.z;
+    const int head0 = kv_head * group_size + chunk * MAX_GROUP;
+    const int served = min(MAX_GROUP, group_size - chunk * MAX_GROUP);
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int sub = lane / LANES, d0 = (lane % LANES) * 8;
+    const int lane_group = warp * GROUPS_PER_WARP + sub;
+
+    float qf[MAX_GROUP][8];
+    const float scale_log2 = scale * HZ_LOG2E;
+#pragma unroll
+    for (int h = 0; h < MAX_GROUP; h++)
+    {
+        uint4 raw = make_uint4(0, 0, 0, 0);
+        if (h < served)
+            raw = *reinterpret_cast<const uint4*>(q + ((size_t)batch * heads + head0 + h) * D + d0);
+        const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            qf[h][2 * i] = to_float((bf16_t)(words[i] & 0xffffu)) * scale_log2;
+            qf[h][2 * i + 1] = to_float((bf16_t)(words[i] >> 16)) * scale_log2;
+        }
+    }
+    float m[MAX_GROUP], l[MAX_GROUP], acc[MAX_GROUP][8];
+#pragma unroll
+    for (int h = 0; h < MAX_GROUP; h++)
+    {
+        m[h] = -HZ_INF;
+        l[h] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            acc[h][i] = 0.0f;
+    }
+
+    const int k_begin = split * keys_per_split;
+    const int k_end = min(key_count, k_begin + keys_per_split);
+    const size_t row_stride = (size_t)kv_heads * D;
+    const bf16_t* k_base = k + (size_t)batch * capacity * row_stride + (size_t)kv_head * D + d0;
+    const bf16_t* v_base = v + (size_t)batch * capacity * row_stride + (size_t)kv_head * D + d0;
+
+    // The loop bound is the same for the whole warp (its shuffles need every lane); keys past k_end are masked.
+    for (int warp_key = k_begin + warp * GROUPS_PER_WARP * UNROLL; warp_key < k_end; warp_key += GROUPS * UNROLL)
+    {
+        const int key0 = warp_key + sub * UNROLL;
+        uint4 kr[UNROLL], vr[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++)
+        {
+            kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+            if (key0 + u < k_end)
+            {
+                kr[u] = *reinterpret_cast<const uint4*>(k_base + (size_t)(key0 + u) * row_stride);
+                vr[u] = *reinterpret_cast<const uint4*>(v_base + (size_t)(key0 + u) * row_stride);
+            }
+        }
+        float kf[UNROLL][8], vf[UNROLL][8];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++)
+        {
+            const unsigned kw[4] = {kr[u].x, kr[u].y, kr[u].z, kr[u].w};
+            const unsigned vw[4] = {vr[u].x, vr[u].y, vr[u].z, vr[u].w};
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                kf[u][2 * i] = to_float((bf16_t)(kw[i] & 0xffffu));
+                kf[u][2 * i + 1] = to_float((bf16_t)(kw[i] >> 16));
+                vf[u][2 * i] = to_float((bf16_t)(vw[i] & 0xffffu));
+                vf[u][2 * i + 1] = to_float((bf16_t)(vw[i] >> 16));
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < MAX_GROUP; h++)
+        {
+            float s[UNROLL];
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++)
+            {
+                float dot = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    dot += qf[h][i] * kf[u][i];
+#pragma unroll
+                for (int offset = LANES / 2; offset > 0; offset >>= 1) // within the lane group
+                    dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+                s[u] = key0 + u < k_end ? dot : -HZ_INF;
+            }
+            float mx = m[h];
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++)
+                mx = fmaxf(mx, s[u]);
+            if (mx == -HZ_INF)
+                continue; // no visible key yet for this lane group
+            const float alpha = exp2f(m[h] - mx);
+            l[h] *= alpha;
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                acc[h][i] *= alpha;
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++)
+            {
+                const float p = exp2f(s[u] - mx);
+                l[h] += p;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    acc[h][i] += p * vf[u][i];
+            }
+            m[h] = mx;
+        }
+    }
+
+    // Merge the lane groups: M = max m_g, L = Σ l_g 2^(m_g − M), O = Σ acc_g 2^(m_g − M) / L.
+#pragma unroll
+    for (int h = 0; h < MAX_GROUP; h++)
+    {
+        if (d0 == 0)
+        {
+            m_s[lane_group][h] = m[h];
+            l_s[lane_group][h] = l[h];
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            acc_s[lane_group][h][d0 + i] = acc[h][i];
+    }
+    __syncthreads();
+    for (int index = threadIdx.x; index < served * D; index += THREADS)
+    {
+        const int h = index / D, d = index % D;
+        float mx = -HZ_INF;
+        for (int grp = 0; grp < GROUPS; grp++)
+            mx = fmaxf(mx, m_s[grp][h]);
+        float out = 0.0f, lse = -HZ_INF;
+        if (mx != -HZ_INF)
+        {
+            float sum = 0.0f, num = 0.0f;
+            for (int grp = 0; grp < GROUPS; grp++)
+            {
+                const float w = exp2f(m_s[grp][h] - mx);
+                sum += l_s[grp][h] * w;
+                num += acc_s[grp][h][d] * w;
+            }
+            out = num / sum;
+            lse = mx + log2f(sum);
+        }
+        const size_t row = (size_t)batch * heads + head0 + h;
+        o_part[(row * splits + split) * D + d] = out;
+        if (d == 0)
+            lse_part[row * splits + split] = lse;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention_decode_d64_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* o_part,
+                                                                           float* lse_part, int heads, int kv_heads, int key_count,
+                                                                           int capacity, int keys_per_split, float scale)
+{
+    attention_decode<64>(q, k, v, o_part, lse_part, heads, kv_heads, key_count, capacity, keys_per_split, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention_decode_d128_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* o_part,
+                                                                            float* lse_part, int heads, int kv_heads, int key_count,
+                                                                            int capacity, int keys_per_split, float scale)
+{
+    attention_decode<128>(q, k, v, o_part, lse_part, heads, kv_heads, key_count, capacity, keys_per_split, scale);
+}
+
+// Merges the splits of attention_decode (Dao et al. 2023, Flash-Decoding): for each of the rows = batch·heads
+// outputs, o = Σ_s w_s o_part[s] / Σ_s w_s with w_s = 2^(lse_s − max_s lse_s). o_part is (rows, splits, head_dim)
+// float32, lse_part (rows, splits), o (rows, head_dim) bf16. Grid (rows); block: a multiple of 32.
+extern "C" __global__ void attention_decode_combine_bf16(const float* __restrict__ o_part, const float* __restrict__ lse_part,
+                                                         bf16_t* __restrict__ o, int rows, int splits, int head_dim)
+{
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const float* lse = lse_part + (size_t)row * splits;
+    float mx = -HZ_INF;
+    for (int s = 0; s < splits; s++)
+        mx = fmaxf(mx, lse[s]);
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+    {
+        float num = 0.0f, den = 0.0f;
+        for (int s = 0; s < splits; s++)
+        {
+            const float w = lse[s] == -HZ_INF ? 0.0f : exp2f(lse[s] - mx);
+            num += w * o_part[((size_t)row * splits + s) * head_dim + d];
+            den += w;
+        }
+        o[(size_t)row * head_dim + d] = float_to_bf16(num / den);
+    }
+}
+
+// ================================================================ naive reference (tests)
+
+// The flash-attention error rule's "same precision" computation, as torch computes attention in bf16:
+// s = bf16(bf16(q·k) · scale) (float32 dot, rounded), p = bf16(softmax(s)) (float32 softmax, rounded),
+// o = bf16(Σ p v) (float32 sum). Layouts as prefill; grid (queries, heads, batch), 128 threads, head_dim ≤ 128.
+// Every score is recomputed in each of its three passes: slow, simple, for tests only.
+extern "C" __global__ void attention_naive_bf16(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
+                                                const bf16_t* __restrict__ v, bf16_t* __restrict__ o, int queries,
+                                                int key_count, int heads, int kv_heads, int head_dim, int query_start,
+                                                float scale)
+{
+    __shared__ float scratch[32];
+    __shared__ float q_s[128];
+    __shared__ float p_s[128];
+    const int r = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
+    const int kv_head = head / (heads / kv_heads);
+    const size_t q_stride = (size_t)heads * head_dim, kv_stride = (size_t)kv_heads * head_dim;
+    const bf16_t* q_row = q + ((size_t)batch * queries + r) * q_stride + (size_t)head * head_dim;
+    const bf16_t* k_base = k + (size_t)batch * key_count * kv_stride + (size_t)kv_head * head_dim;
+    const bf16_t* v_base = v + (size_t)batch * key_count * kv_stride + (size_t)kv_head * head_dim;
+    const int tid = threadIdx.x;
+    if (tid < head_dim)
+        q_s[tid] = to_float(q_row[tid]);
+    __syncthreads();
+    const int visible = min(key_count, query_start + r + 1);
+
+    float mx = -HZ_INF;
+    for (int j = tid; j < visible; j += blockDim.x)
+    {
+        float dot = 0.0f;
+        for (int d = 0; d < head_dim; d++)
+            dot += q_s[d] * to_float(k_base[(size_t)j * kv_stride + d]);
+        mx = fmaxf(mx, round_bf16(round_bf16(dot) * scale));
+    }
+    mx = block_max(mx, scratch);
+    float sum = 0.0f;
+    for (int j = tid; j < visible; j += blockDim.x)
+    {
+        float dot = 0.0f;
+        for (int d = 0; d < head_dim; d++)
+            dot += q_s[d] * to_float(k_base[(size_t)j * kv_stride + d]);
+        sum += expf(round_bf16(round_bf16(dot) * scale) - mx);
+    }
+    sum = block_sum(sum, scratch);
+    float out = 0.0f;
+    for (int j0 = 0; j0 < visible; j0 += blockDim.x)
+    {
+        const int j = j0 + tid;
+        float p = 0.0f;
+        if (j < visible)
+        {
+            float dot = 0.0f;
+            for (int d = 0; d < head_dim; d++)
+                dot += q_s[d] * to_float(k_base[(size_t)j * kv_stride + d]);
+            p = round_bf16(expf(round_bf16(round_bf16(dot) * scale) - mx) / sum);
+        }
+        __syncthreads(); // the previous chunk's p_s has been used
+        p_s[tid] = p;
+        __syncthreads();
+        if (tid < head_dim)
+        {
+            const int count = min((int)blockDim.x, visible - j0);
+            for (int jj = 0; jj < count; jj++)
+                out += p_s[jj] * to_float(v_base[(size_t)(j0 + jj) * kv_stride + tid]);
+        }
+    }
+    if (tid < head_dim)
+        o[((size_t)batch * queries + r) * q_stride + (size_t)head * head_dim + tid] = float_to_bf16(out);
+}

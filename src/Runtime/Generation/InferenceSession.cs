@@ -1,0 +1,299 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Horizon.Generation;
+using Horizon.Tokenization;
+
+namespace Horizon;
+
+/// <summary>Prefill progress: <paramref name="Done"/> of <paramref name="Total"/> tokens run.</summary>
+public readonly record struct PrefillProgress(int Done, int Total);
+
+/// <summary>
+/// A conversation with a model: its state (every layer's cache), the tokens in it, and generation on top.
+/// Tokens are appended and run in chunks of <see cref="PrefillChunkSize"/> (chunked prefill: logits memory is
+/// chunk × vocab floats however long the prompt; the result equals one-shot prefill). Each
+/// <see cref="GenerateAsync(string, GenerationOptions?, IProgress{PrefillProgress}?, CancellationToken)"/> continues
+/// the same context, so a follow-up only prefills its new tokens.
+/// <para>
+/// The last token generated is kept but not run until the next call needs it (it may be a stop token the next
+/// turn follows): <see cref="Tokens"/> holds every token, <see cref="CachedLength"/> those in the state.
+/// </para>
+/// <para>
+/// When the session has a tokenizer, ids beyond its vocabulary (padding rows some checkpoints add to the
+/// embedding) are never sampled.
+/// </para>
+/// <para>
+/// Context policy: a prompt that does not fit in the room left throws <see cref="ContextFullException"/> before
+/// anything runs; generation that reaches the capacity stops with <see cref="FinishReason.ContextFull"/> and keeps
+/// what it made. Call <see cref="Reset"/> to start over. One generation runs at a time per session.
+/// </para>
+/// </summary>
+public sealed class InferenceSession : IDisposable
+{
+    /// <summary>Tokens per prefill chunk unless told otherwise.</summary>
+    public const int DefaultPrefillChunkSize = 128;
+
+    private readonly List<int> _tokens = [];
+    private IModelState? _state;
+    private float[]? _chunkLogits;
+    private float[] _lastLogits;
+    private float[] _stepLogits;
+    private int _busy;
+
+    public InferenceSession(ICausalLanguageModel model, HorizonTokenizer? tokenizer = null, int capacity = 4096,
+        int prefillChunkSize = DefaultPrefillChunkSize, GenerationConfig? generationConfig = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(prefillChunkSize);
+        if (tokenizer is not null && tokenizer.VocabSize > model.VocabSize)
+            throw new HorizonException($"the tokenizer has {tokenizer.VocabSize} ids but the model only {model.VocabSize}");
+        Model = model;
+        Tokenizer = tokenizer;
+        PrefillChunkSize = prefillChunkSize;
+        GenerationConfig = generationConfig ?? GenerationConfig.Empty;
+        _state = model.CreateState(capacity);
+        _lastLogits = new float[model.VocabSize];
+        _stepLogits = new float[model.VocabSize];
+    }
+
+    public ICausalLanguageModel Model { get; }
+
+    /// <summary>The tokenizer for text prompts and streamed text; null for a token-only session.</summary>
+    public HorizonTokenizer? Tokenizer { get; }
+
+    /// <summary>Stop ids and sampling defaults used when a call passes no options.</summary>
+    public GenerationConfig GenerationConfig { get; }
+
+    public int PrefillChunkSize { get; }
+
+    /// <summary>Most tokens the session can hold.</summary>
+    public int Capacity => State.Capacity;
+
+    /// <summary>The model state (every layer's cache).</summary>
+    public IModelState State => _state ?? throw new ObjectDisposedException(nameof(InferenceSession));
+
+    /// <summary>Every token of the session, in the state or waiting to be run.</summary>
+    public IReadOnlyList<int> Tokens => _tokens.AsReadOnly();
+
+    /// <summary>How many of <see cref="Tokens"/> the state holds.</summary>
+    public int CachedLength => State.Length;
+
+    /// <summary>Room left for new tokens.</summary>
+    public int RoomLeft => Capacity - _tokens.Count;
+
+    /// <summary>
+    /// The logits that follow the last token, after <see cref="Prefill"/>; throws while tokens wait to be run or
+    /// when the session is empty.
+    /// </summary>
+    public ReadOnlySpan<float> NextTokenLogits
+    {
+        get
+        {
+            if (_tokens.Count == 0 || State.Length != _tokens.Count)
+                throw new InvalidOperationException("no logits: the session is empty or has tokens waiting to be run (call Prefill)");
+            return _lastLogits;
+        }
+    }
+
+    /// <summary>Adds tokens to the session without running them (the next prefill or generation runs them).</summary>
+    /// <exception cref="ContextFullException">They do not fit in the room left.</exception>
+    public void Append(IReadOnlyList<int> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        using var _ = Enter();
+        AppendChecked(tokens);
+    }
+
+    /// <summary>Encodes <paramref name="text"/> as it is (special tokens written in it are parsed, none are added) and appends it.</summary>
+    public void Append(string text) => Append(RequireTokenizer().Encode(text));
+
+    /// <summary>Runs every waiting token through the model, <see cref="PrefillChunkSize"/> at a time.</summary>
+    public void Prefill(IProgress<PrefillProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        using var _ = Enter();
+        RunPending(progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// Encodes <paramref name="prompt"/> (special tokens written in it are parsed; on an empty session the
+    /// tokenizer's own special tokens, such as BOS, are added as Hugging Face does) and generates after it, streaming.
+    /// </summary>
+    public IAsyncEnumerable<GenerationUpdate> GenerateAsync(string prompt, GenerationOptions? options = null,
+        IProgress<PrefillProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var tokens = prompt.Length == 0 ? [] : RequireTokenizer().Encode(prompt, addSpecialTokens: _tokens.Count == 0);
+        return GenerateAsync(tokens, options, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// Appends <paramref name="prompt"/> (may be empty to continue), prefills, and generates: one update per token
+    /// with the text it completes, then a final update with the rest of the text, the finish reason and usage.
+    /// Without <paramref name="options"/>, the model's generation_config.json defaults apply.
+    /// </summary>
+    public IAsyncEnumerable<GenerationUpdate> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions? options = null,
+        IProgress<PrefillProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        options ??= GenerationConfig.ToOptions();
+        options.Validate();
+        return Generate(prompt, options, progress, cancellationToken);
+    }
+
+    /// <summary>Generates and collects the whole result.</summary>
+    public async Task<GenerationResult> GenerateTextAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var text = new System.Text.StringBuilder();
+        var tokens = new List<int>();
+        await foreach (var update in GenerateAsync(prompt, options, null, cancellationToken).ConfigureAwait(false))
+        {
+            text.Append(update.Text);
+            if (update.IsFinal)
+                return new GenerationResult(text.ToString(), tokens, update.FinishReason!.Value, update.Usage!);
+            tokens.Add(update.TokenId);
+        }
+        throw new InvalidOperationException("generation ended without a final update");
+    }
+
+    private async IAsyncEnumerable<GenerationUpdate> Generate(IReadOnlyList<int> prompt, GenerationOptions options,
+        IProgress<PrefillProgress>? progress, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var busy = Enter();
+        int cached = State.Length;
+        AppendChecked(prompt);
+        if (_tokens.Count == 0)
+            throw new HorizonException("nothing to generate from: the prompt and the session are empty");
+        int promptLength = _tokens.Count;
+        int toPrefill = _tokens.Count - cached;
+
+        var clock = Stopwatch.StartNew();
+        await Task.Run(() => RunPending(progress, cancellationToken), cancellationToken).ConfigureAwait(false);
+        var prefillTime = clock.Elapsed;
+        clock.Restart();
+
+        ulong seed = options.Seed ?? (ulong)Random.Shared.NextInt64();
+        var sampler = new Sampler(options, seed);
+        var stopIds = new HashSet<int>(options.StopTokenIds ?? GenerationConfig.EosTokenIds);
+        stopIds.UnionWith(options.ExtraStopTokenIds);
+        var decoder = Tokenizer?.CreateDecoder(options.SkipSpecialTokens);
+        var matcher = new StopSequenceMatcher(options.StopSequences);
+        int generated = 0;
+        FinishReason? finish = options.MaxTokens == 0 ? FinishReason.Length : null;
+        while (finish is null)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (State.Length < _tokens.Count)
+            {
+                if (_tokens.Count > Capacity)
+                {
+                    finish = FinishReason.ContextFull;
+                    break;
+                }
+                await Task.Run(() => RunPending(null, cancellationToken), cancellationToken).ConfigureAwait(false);
+            }
+            _lastLogits.CopyTo(_stepLogits, 0);
+            // Ids the tokenizer does not have (padding rows of the embedding) are never picked.
+            if (Tokenizer is not null && Tokenizer.VocabSize < _stepLogits.Length)
+                _stepLogits.AsSpan(Tokenizer.VocabSize).Fill(float.NegativeInfinity);
+            int id = sampler.Sample(_stepLogits, CollectionsMarshal.AsSpan(_tokens), promptLength);
+            _tokens.Add(id);
+            generated++;
+            if (stopIds.Contains(id))
+            {
+                finish = FinishReason.Stop;
+                break;
+            }
+            string text = matcher.Append(decoder?.Append(id) ?? "");
+            if (matcher.Stopped)
+                finish = FinishReason.Stop;
+            else if (generated >= options.MaxTokens)
+                finish = FinishReason.Length;
+            yield return new GenerationUpdate(id, text);
+        }
+        string rest = matcher.Stopped ? "" : matcher.Append(decoder?.Flush() ?? "") + matcher.Flush();
+        var usage = new GenerationUsage(toPrefill, cached, generated, prefillTime, clock.Elapsed, seed);
+        yield return new GenerationUpdate(-1, rest) { FinishReason = finish, Usage = usage };
+    }
+
+    /// <summary>Forgets every token.</summary>
+    public void Reset()
+    {
+        using var _ = Enter();
+        State.Reset();
+        _tokens.Clear();
+    }
+
+    /// <summary>Frees the state (caches) and buffers; the model stays (it is not the session's).</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _busy, 1) == 1 && _state is not null)
+            throw new InvalidOperationException("the session is generating; cancel it before disposing");
+        (_state as IDisposable)?.Dispose();
+        _state = null;
+        _chunkLogits = null;
+        _lastLogits = [];
+        _stepLogits = [];
+        _tokens.Clear();
+        _tokens.TrimExcess();
+    }
+
+    private HorizonTokenizer RequireTokenizer() =>
+        Tokenizer ?? throw new InvalidOperationException("this session has no tokenizer: pass token ids");
+
+    private void AppendChecked(IReadOnlyList<int> tokens)
+    {
+        int vocab = Model.VocabSize;
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            if ((uint)tokens[i] >= (uint)vocab)
+                throw new HorizonException($"token id {tokens[i]} at position {i} is out of range [0, {vocab})");
+        }
+        if (_tokens.Count + tokens.Count > Capacity)
+            throw new ContextFullException($"the session holds {_tokens.Count} of at most {Capacity} tokens; a prompt of {tokens.Count} more does not fit (start a session with a larger capacity, or Reset)");
+        _tokens.AddRange(tokens);
+    }
+
+    /// <summary>Runs the tokens not yet in the state, chunk by chunk; keeps the logits after the last one.</summary>
+    private void RunPending(IProgress<PrefillProgress>? progress, CancellationToken cancellationToken)
+    {
+        var state = State;
+        int pending = _tokens.Count - state.Length;
+        if (pending <= 0)
+            return;
+        if (_tokens.Count > Capacity)
+            throw new ContextFullException($"the session holds {_tokens.Count} tokens, more than its capacity {Capacity}");
+        int vocab = Model.VocabSize;
+        int chunk = Math.Min(PrefillChunkSize, pending);
+        if (_chunkLogits is null || _chunkLogits.Length < chunk * vocab)
+            _chunkLogits = new float[checked(chunk * vocab)];
+        int done = 0;
+        int last = 0;
+        while (done < pending)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int count = Math.Min(chunk, pending - done);
+            var ids = CollectionsMarshal.AsSpan(_tokens).Slice(state.Length, count);
+            Model.Forward(ids, state, _chunkLogits.AsSpan(0, count * vocab));
+            done += count;
+            last = count;
+            progress?.Report(new PrefillProgress(done, pending));
+        }
+        _chunkLogits.AsSpan((last - 1) * vocab, vocab).CopyTo(_lastLogits);
+    }
+
+    private Releaser Enter()
+    {
+        if (_state is null)
+            throw new ObjectDisposedException(nameof(InferenceSession));
+        if (Interlocked.Exchange(ref _busy, 1) == 1)
+            throw new InvalidOperationException("the session is already generating; one call at a time");
+        return new Releaser(this);
+    }
+
+    private readonly struct Releaser(InferenceSession session) : IDisposable
+    {
+        public void Dispose() => Volatile.Write(ref session._busy, 0);
+    }
+}

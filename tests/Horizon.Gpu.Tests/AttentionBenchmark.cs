@@ -1,0 +1,95 @@
+using System.Globalization;
+using Horizon.Cuda;
+using NUnit.Framework;
+
+namespace Horizon.Gpu.Tests;
+
+/// <summary>
+/// Timings of the attention kernels (category GpuBench, not part of the Gpu tests): device events around each
+/// launch after warm-up, median of the repeats. Each line goes to HORIZON_BENCH_OUT (tab-separated) for
+/// sdpa_reference.py, which times PyTorch's scaled_dot_product_attention on the same shapes in the same call and
+/// prints the side-by-side table (docs/performance.md, section "CUDA (issue 4)").
+/// </summary>
+[Category("GpuBench")]
+public class AttentionBenchmark
+{
+    private const int Warmup = 3, Repeats = 20;
+
+    private static void Write(string line)
+    {
+        Log.Write(line);
+        string? path = Environment.GetEnvironmentVariable("HORIZON_BENCH_OUT");
+        if (!string.IsNullOrEmpty(path))
+            File.AppendAllText(path, line + Environment.NewLine);
+    }
+
+    private static double MedianMilliseconds(CudaStream stream, Action launch)
+    {
+        var context = Gpu.Context;
+        using var start = context.CreateEvent();
+        using var end = context.CreateEvent();
+        for (int i = 0; i < Warmup; i++)
+            launch();
+        var times = new double[Repeats];
+        for (int i = 0; i < Repeats; i++)
+        {
+            start.Record(stream);
+            launch();
+            end.Record(stream);
+            times[i] = CudaEvent.ElapsedMilliseconds(start, end);
+        }
+        Array.Sort(times);
+        return times[Repeats / 2];
+    }
+
+    [TestCase(4, 16, 4096, 128)]
+    [TestCase(4, 16, 4096, 64)]
+    [TestCase(1, 16, 16384, 128)]
+    public void Prefill(int batch, int heads, int n, int headDim)
+    {
+        var context = Gpu.Context;
+        var random = new Random(7);
+        long elements = (long)batch * n * heads * headDim;
+        using var q = context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, (int)elements)));
+        using var k = context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, (int)elements)));
+        using var v = context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, (int)elements)));
+        using var o = context.Allocate<BFloat16>(elements);
+        using var stream = context.CreateStream();
+        double ms = MedianMilliseconds(stream, () => Gpu.Ops.AttentionPrefill(q, k, v, o, batch, n, n, heads, heads, headDim, 0, stream: stream));
+        // Causal: half of the 4·B·H·N²·D multiply-adds of full attention (FlashAttention's convention).
+        double flops = 4.0 * batch * heads * n * (double)n * headDim / 2;
+        Write(string.Create(CultureInfo.InvariantCulture, $"prefill\t{batch}\t{heads}\t{n}\t{headDim}\t{ms:F4}\t{flops / (ms * 1e-3) / 1e12:F1}"));
+    }
+
+    [TestCase(1, 32, 32, 128, 65536)]
+    [TestCase(1, 32, 32, 128, 262144)]
+    [TestCase(1, 32, 8, 128, 262144)]
+    public void Decode(int batch, int heads, int kvHeads, int headDim, int keyCount)
+    {
+        var context = Gpu.Context;
+        var random = new Random(8);
+        long kvElements = (long)batch * keyCount * kvHeads * headDim;
+        // K and V of one random tile repeated: their values do not change the kernel's work, and filling GBs from
+        // the host would cost more than the timing.
+        using var k = context.Allocate<BFloat16>(kvElements);
+        using var v = context.Allocate<BFloat16>(kvElements);
+        Fill(k, random);
+        Fill(v, random);
+        using var q = context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, batch * heads * headDim)));
+        using var o = context.Allocate<BFloat16>(batch * heads * headDim);
+        var plan = Gpu.Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount);
+        using var workspace = context.Allocate<float>(plan.WorkspaceFloats);
+        using var stream = context.CreateStream();
+        double ms = MedianMilliseconds(stream, () => Gpu.Ops.AttentionDecode(q, k, v, o, batch, heads, kvHeads, headDim, keyCount, keyCount, workspace, stream: stream));
+        double bytes = 2.0 * kvElements * 2; // K and V read once
+        Write(string.Create(CultureInfo.InvariantCulture, $"decode\t{batch}\t{heads}/{kvHeads}\t{keyCount}\t{headDim}\t{ms:F4}\t{bytes / (ms * 1e-3) / 1e9:F0}\tsplits={plan.Splits}"));
+    }
+
+    private static void Fill(CudaDeviceVariable<BFloat16> variable, Random random)
+    {
+        const int tile = 1 << 20;
+        var values = Data.ToBf16(Data.Normal(random, tile));
+        for (long offset = 0; offset < variable.Size; offset += tile)
+            variable.CopyToDevice(values.AsSpan(0, (int)Math.Min(tile, variable.Size - offset)), offset);
+    }
+}

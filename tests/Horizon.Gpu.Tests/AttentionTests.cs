@@ -1,0 +1,159 @@
+using Horizon.Cpu;
+using Horizon.Cuda;
+using NUnit.Framework;
+
+namespace Horizon.Gpu.Tests;
+
+/// <summary>
+/// attention_prefill and attention_decode under the flash-attention rule (FlashAttention's own test criterion): on
+/// bf16 inputs, the kernel's max error against a float32 reference must be at most twice that of a naive attention
+/// computed in the same precision on the GPU (attention_naive_bf16: scores and probabilities rounded to bf16). The
+/// float32 reference is the CPU backend's <see cref="CpuKernels.CausalAttention"/> on the bf16 inputs widened.
+/// Lengths are not multiples of the 64-row tiles; GQA and MQA groups, chunked prefill (queries after a cached
+/// prefix) and head dims 64 and 128 are covered.
+/// </summary>
+[Category("Gpu")]
+public class AttentionTests
+{
+    private static CudaContext Context => Gpu.Context;
+    private static CudaOps Ops => Gpu.Ops;
+
+    /// <summary>Float32 reference: the CPU backend, batch by batch. q (batch, queries, heads, d), k/v (batch, keys, kvHeads, d).</summary>
+    private static float[] CpuAttention(float[] q, float[] k, float[] v, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart)
+    {
+        int qSize = queries * heads * headDim, kvSize = keyCount * kvHeads * headDim;
+        var output = new float[batch * qSize];
+        for (int b = 0; b < batch; b++)
+        {
+            CpuKernels.CausalAttention(q.AsSpan(b * qSize, qSize), queries, heads,
+                k.AsSpan(b * kvSize, kvSize), v.AsSpan(b * kvSize, kvSize), keyCount, kvHeads, headDim,
+                queryStart, output.AsSpan(b * qSize, qSize));
+        }
+        return output;
+    }
+
+    private static void AssertFlashRule(string what, float[] flash, float[] naive, float[] reference)
+    {
+        Data.AssertAllFinite(flash, what);
+        Data.AssertAllFinite(naive, what + " (naive)");
+        double flashError = Data.MaxAbsError(flash, reference);
+        double naiveError = Data.MaxAbsError(naive, reference);
+        double relative = flashError / Data.MaxAbs(reference);
+        Log.Write($"{what}: max err flash {flashError:E2}, naive bf16 {naiveError:E2} (ratio {flashError / naiveError:F2}), flash rel {relative:E2}");
+        Assert.That(flashError, Is.LessThanOrEqualTo(2 * naiveError), $"{what}: flash-attention rule");
+        Assert.That(relative, Is.LessThanOrEqualTo(2e-2), $"{what}: bf16 error bound");
+    }
+
+    public static IEnumerable<TestCaseData> PrefillCases()
+    {
+        // batch, queries, keys, heads, kvHeads, headDim, queryStart
+        yield return new TestCaseData(1, 1, 1, 2, 1, 64, 0).SetName("prefill d64 one token");
+        yield return new TestCaseData(2, 77, 77, 4, 2, 64, 0).SetName("prefill d64 GQA 77");
+        yield return new TestCaseData(3, 65, 65, 2, 2, 64, 0).SetName("prefill d64 MHA batch 3 len 65");
+        yield return new TestCaseData(1, 200, 200, 8, 2, 128, 0).SetName("prefill d128 GQA 200");
+        yield return new TestCaseData(1, 513, 513, 4, 1, 128, 0).SetName("prefill d128 MQA 513");
+        yield return new TestCaseData(2, 129, 300, 6, 3, 128, 171).SetName("prefill d128 chunk 129 after 171 cached");
+        yield return new TestCaseData(1, 63, 1000, 2, 1, 64, 937).SetName("prefill d64 chunk 63 after 937 cached");
+        yield return new TestCaseData(1, 1031, 1031, 2, 2, 128, 0).SetName("prefill d128 len 1031");
+    }
+
+    [TestCaseSource(nameof(PrefillCases))]
+    public void Prefill_meets_the_flash_attention_rule(int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart)
+    {
+        var random = new Random(batch * 1000 + queries * 7 + keyCount + heads + headDim);
+        float[] q = Data.RoundToBf16(Data.Normal(random, batch * queries * heads * headDim));
+        float[] k = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
+        float[] v = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
+        float[] reference = CpuAttention(q, k, v, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+
+        using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
+        using var dk = Context.Upload<BFloat16>(Data.ToBf16(k));
+        using var dv = Context.Upload<BFloat16>(Data.ToBf16(v));
+        using var dFlash = Context.Allocate<BFloat16>(q.Length);
+        using var dNaive = Context.Allocate<BFloat16>(q.Length);
+        dFlash.Fill(0xFF); // NaN: an element the kernel does not write fails AssertAllFinite
+        dNaive.Fill(0xFF);
+        Ops.AttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+        Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+        Context.Synchronize();
+
+        AssertFlashRule($"attention_prefill b={batch} n={queries} keys={keyCount} h={heads}/{kvHeads} d={headDim} start={queryStart}",
+            Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
+    }
+
+    [Test]
+    public void Prefill_gives_the_same_result_on_every_run()
+    {
+        // A race shows as a result that moves between runs on the same input (METHOD.md).
+        const int batch = 1, n = 700, heads = 4, kvHeads = 2, d = 128;
+        var random = new Random(5);
+        using var dq = Context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, n * heads * d)));
+        using var dk = Context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, n * kvHeads * d)));
+        using var dv = Context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, n * kvHeads * d)));
+        using var o = Context.Allocate<BFloat16>(n * heads * d);
+        Ops.AttentionPrefill(dq, dk, dv, o, batch, n, n, heads, kvHeads, d, 0);
+        BFloat16[] first = o.ToArray();
+        for (int run = 0; run < 5; run++)
+        {
+            o.Fill(0xFF);
+            Ops.AttentionPrefill(dq, dk, dv, o, batch, n, n, heads, kvHeads, d, 0);
+            Assert.That(o.ToArray(), Is.EqualTo(first), $"run {run + 2}");
+        }
+    }
+
+    public static IEnumerable<TestCaseData> DecodeCases()
+    {
+        // batch, heads, kvHeads, headDim, keyCount
+        yield return new TestCaseData(2, 8, 2, 128, 1).SetName("decode d128 GQA 1 key");
+        yield return new TestCaseData(2, 8, 2, 128, 77).SetName("decode d128 GQA 77 keys");
+        yield return new TestCaseData(1, 12, 1, 64, 1000).SetName("decode d64 MQA 12 heads (two head chunks) 1000 keys");
+        yield return new TestCaseData(2, 4, 4, 64, 4099).SetName("decode d64 MHA 4099 keys");
+        yield return new TestCaseData(1, 32, 8, 128, 20_011).SetName("decode d128 GQA 32/8 20011 keys");
+    }
+
+    [TestCaseSource(nameof(DecodeCases))]
+    public void Decode_meets_the_flash_attention_rule(int batch, int heads, int kvHeads, int headDim, int keyCount)
+    {
+        int capacity = keyCount + 13; // the cache is longer than what is valid
+        var random = new Random(batch * 100 + heads * 10 + headDim + keyCount);
+        float[] q = Data.RoundToBf16(Data.Normal(random, batch * heads * headDim));
+        float[] kCache = Data.RoundToBf16(Data.Normal(random, batch * capacity * kvHeads * headDim));
+        float[] vCache = Data.RoundToBf16(Data.Normal(random, batch * capacity * kvHeads * headDim));
+        // The valid prefix of each batch's cache, contiguous: what the reference and the naive kernel read.
+        int valid = keyCount * kvHeads * headDim, stride = capacity * kvHeads * headDim;
+        float[] k = new float[batch * valid], v = new float[batch * valid];
+        for (int b = 0; b < batch; b++)
+        {
+            Array.Copy(kCache, b * stride, k, b * valid, valid);
+            Array.Copy(vCache, b * stride, v, b * valid, valid);
+        }
+        float[] reference = CpuAttention(q, k, v, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
+
+        var plan = Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount);
+        using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
+        using var dkCache = Context.Upload<BFloat16>(Data.ToBf16(kCache));
+        using var dvCache = Context.Upload<BFloat16>(Data.ToBf16(vCache));
+        using var dk = Context.Upload<BFloat16>(Data.ToBf16(k));
+        using var dv = Context.Upload<BFloat16>(Data.ToBf16(v));
+        using var workspace = Context.Allocate<float>(plan.WorkspaceFloats);
+        using var dFlash = Context.Allocate<BFloat16>(q.Length);
+        using var dNaive = Context.Allocate<BFloat16>(q.Length);
+        dFlash.Fill(0xFF);
+        dNaive.Fill(0xFF);
+        workspace.Fill(0xFF);
+        Ops.AttentionDecode(dq, dkCache, dvCache, dFlash, batch, heads, kvHeads, headDim, keyCount, capacity, workspace);
+        Ops.AttentionNaive(dq, dk, dv, dNaive, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
+        Context.Synchronize();
+
+        AssertFlashRule($"attention_decode b={batch} h={heads}/{kvHeads} d={headDim} keys={keyCount} splits={plan.Splits}",
+            Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
+    }
+
+    [Test]
+    public void Unsupported_head_dim_is_refused_by_name()
+    {
+        using var x = Context.Allocate<BFloat16>(96 * 4);
+        var e = Assert.Throws<NotSupportedException>(() => Ops.AttentionPrefill(x, x, x, x, 1, 1, 1, 4, 4, 96, 0));
+        Assert.That(e!.Message, Does.Contain("head_dim 96"));
+    }
+}
