@@ -4,9 +4,14 @@ using NUnit.Framework;
 namespace Horizon.Tests;
 
 /// <summary>
-/// Whole-model log-probs against Hugging Face transformers (float32, CPU, eager attention) on the checkpoints
-/// that tests/golden/make_golden.py builds: GQA, MQA, tied and untied heads, QKV bias, head_dim ≠ hidden/heads,
-/// F16 and BF16 weights, linear RoPE scaling in both config forms, a sharded checkpoint, 257–333 tokens.
+/// Whole-model log-probs against references on small random checkpoints, each loaded through ModelRegistry by its
+/// config.json architecture: Llama and Qwen2 against Hugging Face transformers (float32, CPU, eager attention;
+/// tests/golden/make_golden.py: GQA, MQA, tied and untied heads, QKV bias, head_dim ≠ hidden/heads, F16 and BF16
+/// weights, linear RoPE scaling in both config forms, a sharded checkpoint); Mixtral and Qwen2-MoE against
+/// transformers (make_moe_golden.py: per-expert and fused experts, shared expert, a dense layer); GLA (fla layout)
+/// and HyenaDNA against float64 references written from the equations (make_gla_golden.py, make_hyena_golden.py:
+/// GQA/MQA, short convolutions, clamp, no output gate or norm scale, the legacy fused MLP, BF16, a padded
+/// vocabulary). 210–333 tokens each.
 /// </summary>
 public class GoldenTests
 {
@@ -27,7 +32,14 @@ public class GoldenTests
     }
 
     [Test]
-    public void Every_fixture_is_found() => Assert.That(Fixtures().Count(), Is.GreaterThanOrEqualTo(5));
+    public void Every_fixture_is_found()
+    {
+        var fixtures = Fixtures().ToArray();
+        Assert.That(fixtures, Has.Length.GreaterThanOrEqualTo(14));
+        // Every architecture the runtime ships a spec for has fixtures.
+        foreach (string prefix in new[] { "llama-", "qwen2-", "gla-", "mixtral-", "qwen2-moe-", "hyenadna-" })
+            Assert.That(fixtures.Any(f => f.StartsWith(prefix, StringComparison.Ordinal)), $"no fixture named {prefix}*");
+    }
 
     [TestCaseSource(nameof(Fixtures))]
     public void Logprobs_match_transformers(string fixture)
@@ -53,10 +65,9 @@ public class GoldenTests
         Assert.That(maxDelta, Is.LessThanOrEqualTo(1e-4));
     }
 
-    [Test]
-    public void Decode_token_by_token_equals_prefill()
+    [TestCaseSource(nameof(Fixtures))]
+    public void Decode_token_by_token_equals_prefill(string fixture)
     {
-        const string fixture = "qwen2-bias-tied";
         var (tokens, _) = ReadExpected(fixture);
         tokens = tokens[..80];
         using var model = ModelRegistry.Load(Path.Combine(RepositoryPaths.Golden, fixture));
@@ -76,6 +87,52 @@ public class GoldenTests
         }
         Assert.That(state.Length, Is.EqualTo(tokens.Length));
         Assert.That(maxDelta, Is.LessThanOrEqualTo(1e-4));
+    }
+
+    [TestCaseSource(nameof(Fixtures))]
+    public void Reset_state_runs_like_a_new_one(string fixture)
+    {
+        var (tokens, _) = ReadExpected(fixture);
+        tokens = tokens[..48];
+        using var model = ModelRegistry.Load(Path.Combine(RepositoryPaths.Golden, fixture));
+        int vocab = model.VocabSize;
+        var fresh = new float[tokens.Length * vocab];
+        model.Forward(tokens, model.CreateState(tokens.Length), fresh);
+
+        // Fill the state with other tokens, reset it, and run the same tokens again: every cache, recurrent state
+        // and convolution history must have been forgotten.
+        var state = model.CreateState(tokens.Length);
+        var scratch = new float[tokens.Length * vocab];
+        model.Forward(tokens.Reverse().ToArray(), state, scratch);
+        state.Reset();
+        Assert.That(state.Length, Is.Zero);
+        var again = new float[tokens.Length * vocab];
+        model.Forward(tokens, state, again);
+        Assert.That(again, Is.EqualTo(fresh).Within(1e-5));
+    }
+
+    [TestCase("gla-tied", "feature_map", "\"relu\"")]
+    [TestCase("gla-tied", "attn", "{ \"layers\": [1], \"num_heads\": 4 }")]
+    [TestCase("mixtral-moe-gqa", "hidden_act", "\"gelu\"")]
+    public void Config_value_the_model_does_not_implement_is_refused_by_name(string fixture, string key, string json)
+    {
+        // A copy of the fixture whose config.json sets the key: loading must fail, naming it, not run another model.
+        string directory = Path.Combine(Path.GetTempPath(), "horizon-golden-variants", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(directory);
+        File.Copy(Path.Combine(RepositoryPaths.Golden, fixture, "model.safetensors"), Path.Combine(directory, "model.safetensors"), overwrite: true);
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.Golden, fixture, "config.json")))!.AsObject();
+        config[key] = System.Text.Json.Nodes.JsonNode.Parse(json);
+        File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJsonString());
+
+        try
+        {
+            var error = Assert.Throws<ModelLoadException>(() => ModelRegistry.Load(directory).Dispose());
+            Assert.That(error!.Message, Does.Contain($"{key} = ").And.Contain("is not supported"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
     [Test]

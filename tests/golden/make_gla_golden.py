@@ -3,7 +3,7 @@
 log-probs, for Horizon's `gla` golden tests.
 
 Run on a machine with torch and safetensors (no network, no fla, no transformers needed):
-    python tests/golden/make_gla_golden.py --out tests/golden/gla
+    python tests/golden/make_gla_golden.py --out tests/golden
 Each fixture directory holds config.json (model_type "gla", architectures ["GLAForCausalLM"], fla's GLAConfig keys),
 model.safetensors (tensor names as fla's state_dict writes them) and expected.json: {"tokens": [...],
 "logprobs": [...]} where logprobs[i] = log p(tokens[i+1] | tokens[..i]).
@@ -13,8 +13,8 @@ fla is not imported: the expected log-probs come from the float64 implementation
 token by token) and from fla's block structure (GLABlock: pre-RMSNorm, GLA, residual, pre-RMSNorm, SwiGLU MLP,
 residual; final RMSNorm; lm_head or tied embeddings). It runs on the weights as saved (after any bf16 rounding).
 
-The fixtures go to a folder of their own (default tests/golden/gla) so that GoldenTests, which loads every
-tests/golden/*/expected.json through the model registry, does not pick them up before a GLA spec exists.
+The fixtures go to tests/golden/<name>/ (the default), where GoldenTests loads every expected.json through the model
+registry: models/gla.model.json (GlaModel) loads them.
 
 Weights are initialised far from fla's default (std 0.02 gives near-uniform predictions) so that the log-probs
 spread over several nats and a wrong op shows up as a large error.
@@ -346,7 +346,7 @@ def _make_fixture(out_dir, name, cfg, seq_len, seed, dtype=torch.float32, fused_
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="tests/golden/gla")
+    ap.add_argument("--out", default="tests/golden")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     out = args.out

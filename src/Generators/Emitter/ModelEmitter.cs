@@ -127,9 +127,13 @@ namespace Horizon.Generators.Emitter
 
         public string InstanceFloat(FloatValue value) => value.Symbol is null ? Naming.FloatLiteral(value.Literal) : "Sizes." + _symbols[value.Symbol].PropertyName;
 
+        public string LoadFloat(FloatValue value) => value.Symbol is null ? Naming.FloatLiteral(value.Literal) : _symbolLocals[value.Symbol];
+
         public string LoadFlag(FlagValue value) => value.Symbol is null ? (value.Literal ? "true" : "false") : _symbolLocals[value.Symbol];
 
         public string DisplayName(IntValue value, string property) => value.Symbol is null ? property : _symbols[value.Symbol].DisplayName;
+
+        public string DisplayName(FloatValue value, string property) => value.Symbol is null ? property : _symbols[value.Symbol].DisplayName;
 
         // ---- File ---------------------------------------------------------------------------------------------
 
@@ -194,6 +198,7 @@ namespace Horizon.Generators.Emitter
         {
             SymbolType.Int => "int",
             SymbolType.Float => "float",
+            SymbolType.OptionalFloat => "float?",
             _ => "bool",
         };
 
@@ -203,7 +208,9 @@ namespace Horizon.Generators.Emitter
             string? fallback = symbol.Type switch
             {
                 SymbolType.Int => symbol.IntDefault is null ? null : DescribeExpression(symbol.IntDefault),
-                SymbolType.Float => symbol.FloatDefault is double f ? f.ToString("R", System.Globalization.CultureInfo.InvariantCulture) : null,
+                SymbolType.Float => symbol.FloatDefaultSymbol
+                    ?? (symbol.FloatDefault is double f ? f.ToString("R", System.Globalization.CultureInfo.InvariantCulture) : null),
+                SymbolType.OptionalFloat => "null",
                 _ => symbol.BoolDefault is bool b ? (b ? "true" : "false") : null,
             };
             string source = symbol.ConfigKey is null
@@ -215,12 +222,10 @@ namespace Horizon.Generators.Emitter
         private static string DescribeExpression(IntExpression expression)
         {
             static string Operand(IntValue value) => value.Symbol ?? Naming.IntLiteral(value.Literal);
-            return expression.Operator switch
-            {
-                IntOperator.Divide => $"{Operand(expression.Left)} / {Operand(expression.Right!)}",
-                IntOperator.Multiply => $"{Operand(expression.Left)} * {Operand(expression.Right!)}",
-                _ => Operand(expression.Left),
-            };
+            string text = Operand(expression.First);
+            foreach (var operation in expression.Operations)
+                text += $" {SpecParser.OperatorText(operation.Operator)} {Operand(operation.Operand)}";
+            return text;
         }
 
         private void EmitGroupWeights(GroupPlan group)
@@ -415,6 +420,16 @@ namespace Horizon.Generators.Emitter
             _w.Line("global::System.ArgumentNullException.ThrowIfNull(directory);");
             _w.Line("global::Horizon.ModelConfig config = directory.Config;");
             _w.Line();
+            if (Spec.SupportedConfigValues.Count > 0)
+            {
+                _w.Line("// config.json values the model implements: any other value of these keys is refused.");
+                foreach (var rule in Spec.SupportedConfigValues)
+                {
+                    string values = string.Join(", ", rule.Values.Select(Naming.StringLiteral));
+                    _w.Line($"global::Horizon.GeneratedModelSupport.RequireSupportedValue(config, {Naming.StringLiteral(rule.Key)}, {values});");
+                }
+                _w.Line();
+            }
             if (Spec.BindingOrder.Count > 0)
             {
                 _w.Line("// Symbols, each after the symbols its default uses.");
@@ -476,11 +491,20 @@ namespace Horizon.Generators.Emitter
                     // Every int symbol is a size: zero or negative in config.json is malformed.
                     _w.Line($"int {local} = config.Positive({value}, {Naming.StringLiteral(symbol.DisplayName)});");
                     break;
+                case SymbolType.Float when symbol.FloatDefaultSymbol is string other:
+                    // A chain of keys: this one when config.json has it, else the other symbol's value.
+                    string otherLocal = _symbolLocals[other];
+                    _w.Line(key is null ? $"float {local} = {otherLocal};" : $"float {local} = (float)(config.TryGetDouble({key}) ?? {otherLocal});");
+                    break;
                 case SymbolType.Float:
                     string floatFallback = symbol.FloatDefault is double f ? Naming.DoubleLiteral(f) : "";
                     _w.Line(key is null ? $"float {local} = {Naming.FloatLiteral(symbol.FloatDefault!.Value)};"
                         : symbol.FloatDefault is null ? $"float {local} = (float)config.GetDouble({key});"
                         : $"float {local} = (float)(config.TryGetDouble({key}) ?? {floatFallback});");
+                    break;
+                case SymbolType.OptionalFloat:
+                    // Absent or null in config.json: no value.
+                    _w.Line(key is null ? $"float? {local} = null;" : $"float? {local} = (float?)config.TryGetDouble({key});");
                     break;
                 default:
                     string boolFallback = symbol.BoolDefault is bool b ? (b ? "true" : "false") : "";
@@ -493,16 +517,25 @@ namespace Horizon.Generators.Emitter
 
         private string IntExpression(IntExpression expression)
         {
-            string left = LoadInt(expression.Left);
-            if (expression.Operator == IntOperator.None)
-                return left;
-            string right = LoadInt(expression.Right!);
-            string leftName = Naming.StringLiteral(DisplayName(expression.Left, left));
-            string rightName = Naming.StringLiteral(DisplayName(expression.Right!, right));
-            // Division must be exact (head_dim = hidden_size / num_heads): a remainder means a malformed config.
-            return expression.Operator == IntOperator.Divide
-                ? $"config.DivideExactly({left}, {leftName}, {right}, {rightName})"
-                : $"global::Horizon.GeneratedModelSupport.Multiply(config, {left}, {leftName}, {right}, {rightName})";
+            string value = LoadInt(expression.First);
+            string name = DisplayName(expression.First, value);
+            foreach (var operation in expression.Operations)
+            {
+                string right = LoadInt(operation.Operand);
+                string rightName = DisplayName(operation.Operand, right);
+                string names = $"{Naming.StringLiteral(name)}, {right}, {Naming.StringLiteral(rightName)}";
+                value = operation.Operator switch
+                {
+                    // Division must be exact (head_dim = hidden_size / num_heads): a remainder means a malformed config.
+                    IntOperator.Divide => $"config.DivideExactly({value}, {names})",
+                    // Operands are sizes, so positive: C#'s / on them rounds down, as Python's // does.
+                    IntOperator.FloorDivide => $"{value} / {right}",
+                    IntOperator.Multiply => $"global::Horizon.GeneratedModelSupport.Multiply(config, {value}, {names})",
+                    _ => $"global::Horizon.GeneratedModelSupport.RoundUpToMultiple(config, {value}, {names})",
+                };
+                name = $"{name} {SpecParser.OperatorText(operation.Operator)} {rightName}";
+            }
+            return value;
         }
 
         private void EmitGroupLoad(int index)
@@ -526,6 +559,8 @@ namespace Horizon.Generators.Emitter
             _w.Line($"var {group.LoadLocal} = new {group.WeightsType}[{count}];");
             _w.Open($"for (int index = 0; index < {group.LoadLocal}.Length; index++)");
             string layer = index == 0 ? "index" : $"({group.FirstLayerLocal} + index)";
+            foreach (var node in group.Nodes)
+                node.Context.LayerIndex = layer;
             _w.Line($"string layerNumber = {layer}.ToString({Invariant});");
             _w.Line($"string prefix = {PrefixExpression(spec.Prefix)};");
             _w.Line($"{group.LoadLocal}[index] = new {group.WeightsType}(");
@@ -533,7 +568,7 @@ namespace Horizon.Generators.Emitter
             for (int i = 0; i < group.Nodes.Length; i++)
             {
                 var node = group.Nodes[i];
-                node.Emitter.EmitBind(_w, node.Context, name => "prefix + " + Naming.StringLiteral(name), $"{node.Spec.PropertyName}: ",
+                node.Emitter.EmitBind(_w, node.Context, name => name.Length == 0 ? "prefix" : "prefix + " + Naming.StringLiteral(name), $"{node.Spec.PropertyName}: ",
                     i == group.Nodes.Length - 1 ? ");" : ",");
             }
             _w.Outdent();
@@ -574,6 +609,7 @@ namespace Horizon.Generators.Emitter
                 {
                     SymbolType.Int => $"{local}.ToString({Invariant})",
                     SymbolType.Float => $"{local}.ToString(\"R\", {Invariant})",
+                    SymbolType.OptionalFloat => $"{local}?.ToString(\"R\", {Invariant}) ?? \"null\"",
                     _ => $"{local} ? \"true\" : \"false\"",
                 };
                 _w.Line($"new({Naming.StringLiteral(symbol.Name)}, {text}),");

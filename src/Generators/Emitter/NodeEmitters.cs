@@ -56,10 +56,25 @@ namespace Horizon.Generators.Emitter
 
         public string InstanceFloat(FloatValue value) => _model.InstanceFloat(value);
 
+        /// <summary>A float in <c>Load</c>: its literal, or the symbol's local.</summary>
+        public string LoadFloat(FloatValue value) => _model.LoadFloat(value);
+
+        /// <summary>
+        /// The global index of the layer being bound, inside the loop over a group's layers in <c>Load</c>
+        /// (<c>index</c>, or the group's first layer plus <c>index</c>).
+        /// </summary>
+        public string LayerIndex { get; set; } = "index";
+
         public string LoadFlag(FlagValue value) => _model.LoadFlag(value);
 
         /// <summary>How load-time errors name a size: its config key or symbol, or the node property for a literal.</summary>
         public string NameOf(IntValue value, string property) => _model.DisplayName(value, property);
+
+        /// <summary>How load-time errors name a float: its config key or symbol, or the node property for a literal.</summary>
+        public string NameOf(FloatValue value, string property) => _model.DisplayName(value, property);
+
+        /// <summary>How load-time errors name the model width: the embedding's dim (its config key or symbol).</summary>
+        public string WidthName => _model.DisplayName(_model.Spec.Embedding.Dim, "dim");
 
         /// <summary>
         /// C# for <paramref name="left"/> × <paramref name="right"/> in <c>Load</c>: a constant when both are
@@ -85,8 +100,17 @@ namespace Horizon.Generators.Emitter
         public static NodeEmitter For(NodeSpec node) => node switch
         {
             RmsNormSpec norm => new RmsNormEmitter(norm),
+            LayerNormSpec norm => new LayerNormEmitter(norm),
             AttentionSpec attention => new AttentionEmitter(attention),
+            GlaSpec gla => new GlaEmitter(gla),
+            LinearAttentionSpec linear => new LinearAttentionEmitter(linear),
+            SlidingWindowAttentionSpec window => new SlidingWindowAttentionEmitter(window),
+            CcaAttentionSpec cca => new CcaAttentionEmitter(cca),
+            AgentAttentionSpec agent => new AgentAttentionEmitter(agent),
+            HyenaSpec hyena => new HyenaEmitter(hyena),
             SwiGluMlpSpec mlp => new SwiGluMlpEmitter(mlp),
+            GeluMlpSpec mlp => new GeluMlpEmitter(mlp),
+            MoeSpec moe => new MoeEmitter(moe),
             _ => throw new InvalidOperationException($"no emitter for node kind '{node.Kind}'"),
         };
 
@@ -166,6 +190,15 @@ namespace Horizon.Generators.Emitter
         public override void EmitSetup(CodeWriter writer, NodeContext context)
         {
             writer.Line($"// {context.Description}: sizes and rotary table shared by every layer of the group.");
+            EmitProjectionSetup(writer, context);
+        }
+
+        /// <summary>
+        /// The checks, widths and <c>AttentionOptions</c> local (<c>context.Local("Options")</c>) of the
+        /// projections; the attention variants build their own options on it.
+        /// </summary>
+        public void EmitProjectionSetup(CodeWriter writer, NodeContext context)
+        {
             // A spec with both counts literal was already checked by the generator.
             if (!_node.KvHeads.Equals(_node.Heads) && (_node.Heads.Symbol is not null || _node.KvHeads.Symbol is not null))
             {
@@ -227,13 +260,27 @@ namespace Horizon.Generators.Emitter
         public override void EmitBind(CodeWriter writer, NodeContext context, Func<string, string> tensor, string label, string terminator)
         {
             string intermediate = context.LoadInt(_node.Intermediate), width = context.Width;
-            EmitArguments(writer, label, WeightsType, new[]
+            if (_node.FusedGateUpWeight is string fused)
             {
-                $"Gate: BindMatrix({tensor(_node.GateWeight + ".weight")}, {intermediate}, {width})",
-                $"Up: BindMatrix({tensor(_node.UpWeight + ".weight")}, {intermediate}, {width})",
-                $"Down: BindMatrix({tensor(_node.DownWeight + ".weight")}, {width}, {intermediate})",
-            }, terminator);
+                // A checkpoint without the up projection keeps gate and up in one [2·intermediate, dim] tensor
+                // (gate rows first): legacy fla GLA. Which layout a checkpoint has is seen at load.
+                string doubled = context.Product(_node.Intermediate, "intermediate", IntValue.Of(2), "2");
+                writer.Line($"{label}!directory.Contains({tensor(_node.UpWeight + ".weight")})");
+                writer.Indent();
+                writer.Line($"? {WeightsType}.FromFusedGateUp(BindMatrix({tensor(fused + ".weight")}, {doubled}, {width}), BindMatrix({tensor(_node.DownWeight + ".weight")}, {width}, {intermediate}))");
+                EmitArguments(writer, ": ", WeightsType, SeparateArguments(tensor, intermediate, width), terminator);
+                writer.Outdent();
+                return;
+            }
+            EmitArguments(writer, label, WeightsType, SeparateArguments(tensor, intermediate, width), terminator);
         }
+
+        private string[] SeparateArguments(Func<string, string> tensor, string intermediate, string width) => new[]
+        {
+            $"Gate: BindMatrix({tensor(_node.GateWeight + ".weight")}, {intermediate}, {width})",
+            $"Up: BindMatrix({tensor(_node.UpWeight + ".weight")}, {intermediate}, {width})",
+            $"Down: BindMatrix({tensor(_node.DownWeight + ".weight")}, {width}, {intermediate})",
+        };
 
         public override void EmitForward(CodeWriter writer, NodeContext context, string input, string output, string weights, string? state, string count) =>
             writer.Line($"global::Horizon.Ops.SwiGluMlp.Forward({input}, {count}, {weights}, {output});");

@@ -9,6 +9,9 @@ namespace Horizon.Generators.Model
         Int,
         Float,
         Bool,
+
+        /// <summary>A float that may be absent: <c>"type": "float"</c> with <c>"default": null</c> (C# <c>float?</c>).</summary>
+        OptionalFloat,
     }
 
     /// <summary>A size: a positive int literal, or the name of an int symbol.</summary>
@@ -35,13 +38,30 @@ namespace Horizon.Generators.Model
 
     internal enum IntOperator
     {
-        None,
-        Divide,
+        /// <summary><c>a * b</c>.</summary>
         Multiply,
+
+        /// <summary><c>a / b</c>: exact division (a remainder is an error).</summary>
+        Divide,
+
+        /// <summary><c>a // b</c>: division rounded down (Python's <c>//</c>).</summary>
+        FloorDivide,
+
+        /// <summary><c>a round_up_to b</c>: the smallest multiple of b that is at least a.</summary>
+        RoundUpTo,
     }
 
-    /// <summary>The default of an int symbol: <c>a</c>, <c>a / b</c> or <c>a * b</c> over literals and int symbols.</summary>
-    internal sealed record IntExpression(IntValue Left, IntOperator Operator, IntValue? Right);
+    /// <summary>One step of an int expression: the operator and its right operand.</summary>
+    internal sealed record IntOperation(IntOperator Operator, IntValue Operand);
+
+    /// <summary>
+    /// The default of an int symbol: <see cref="First"/>, then each operation applied to the value so far, left to
+    /// right (<c>hidden_size * hidden_ratio * 2 // 3 round_up_to 256</c>), over literals and int symbols.
+    /// </summary>
+    internal sealed record IntExpression(IntValue First, EquatableArray<IntOperation> Operations)
+    {
+        public static IntExpression Of(IntValue value) => new IntExpression(value, EquatableArray<IntOperation>.Empty);
+    }
 
     /// <summary>
     /// A symbol: a typed value bound once at load, from config.json key <see cref="ConfigKey"/> when present there,
@@ -54,6 +74,7 @@ namespace Horizon.Generators.Model
         string? ConfigKey,
         IntExpression? IntDefault,
         double? FloatDefault,
+        string? FloatDefaultSymbol,
         bool? BoolDefault)
     {
         /// <summary>The name load-time errors use: the config.json key a user would edit, else the symbol.</summary>
@@ -103,10 +124,167 @@ namespace Horizon.Generators.Model
         IntValue Intermediate,
         string GateWeight,
         string UpWeight,
-        string DownWeight)
+        string DownWeight,
+        string? FusedGateUpWeight)
         : NodeSpec(Name, PropertyName)
     {
         public override string Kind => NodeKinds.SwiGluMlp;
+    }
+
+    internal sealed record LayerNormSpec(string Name, string PropertyName, string Weight, string? Bias, FloatValue Eps)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.LayerNorm;
+    }
+
+    internal sealed record GlaSpec(
+        string Name,
+        string PropertyName,
+        IntValue Heads,
+        IntValue KvHeads,
+        FloatValue ExpandK,
+        FloatValue ExpandV,
+        IntValue GateRank,
+        FlagValue ShortConv,
+        IntValue? ConvSize,
+        FlagValue OutputGate,
+        FloatValue? ClampMin,
+        FloatValue NormEps,
+        FlagValue NormAffine,
+        string QueryWeight,
+        string KeyWeight,
+        string ValueWeight,
+        string GateDownWeight,
+        string GateUpWeight,
+        string OutputWeight,
+        string? OutputGateWeight,
+        EquatableArray<string> NormWeights,
+        string? QueryConvWeight,
+        string? KeyConvWeight,
+        string? ValueConvWeight)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.Gla;
+    }
+
+    internal sealed record LinearAttentionSpec(
+        string Name,
+        string PropertyName,
+        IntValue Heads,
+        IntValue KvHeads,
+        FloatValue ExpandK,
+        FloatValue ExpandV,
+        FlagValue OutputNorm,
+        FloatValue NormEps,
+        FlagValue NormAffine,
+        FlagValue OutputGate,
+        string QueryWeight,
+        string KeyWeight,
+        string ValueWeight,
+        string OutputWeight,
+        string? OutputGateWeight,
+        string? NormWeight)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.LinearAttention;
+    }
+
+    /// <summary><c>sliding_window_attention</c>: the projections of <see cref="Attention"/>, a window and global positions.</summary>
+    internal sealed record SlidingWindowAttentionSpec(
+        string Name,
+        string PropertyName,
+        AttentionSpec Attention,
+        IntValue Window,
+        EquatableArray<int> GlobalPositions)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.SlidingWindowAttention;
+    }
+
+    internal sealed record CcaAttentionSpec(string Name, string PropertyName, AttentionSpec Attention, IntValue GroupSize, IntValue Window)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.CcaAttention;
+    }
+
+    /// <summary><c>agent_attention</c>, the causal variant; <see cref="Attention"/> has no RoPE.</summary>
+    internal sealed record AgentAttentionSpec(
+        string Name,
+        string PropertyName,
+        AttentionSpec Attention,
+        IntValue Agents,
+        IntValue ChunkSize,
+        IntValue ConvKernel,
+        FlagValue ConvBias,
+        string ConvWeight)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.AgentAttention;
+    }
+
+    /// <summary><c>hyena</c>: HyenaDNA's operator; its tensors are the HF names under <see cref="Module"/>.</summary>
+    internal sealed record HyenaSpec(
+        string Name,
+        string PropertyName,
+        IntValue MaxLength,
+        IntValue EmbeddingDim,
+        IntValue FilterOrder,
+        IntValue InnerMlps,
+        IntValue ShortFilterWidth,
+        IntValue Order,
+        FloatValue ActivationFrequency,
+        string Module)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.Hyena;
+    }
+
+    internal enum GeluApproximation
+    {
+        None,
+        Tanh,
+    }
+
+    internal sealed record GeluMlpSpec(
+        string Name,
+        string PropertyName,
+        IntValue Intermediate,
+        GeluApproximation Approximation,
+        FlagValue Bias,
+        string Fc1Weight,
+        string Fc2Weight)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.GeluMlp;
+    }
+
+    /// <summary>Where one checkpoint layout keeps an MoE block's tensors (names under the layer prefix).</summary>
+    internal sealed record MoeLayoutSpec(
+        string Module,
+        string Router,
+        string Experts,
+        string Gate,
+        string Up,
+        string Down,
+        string? SharedExpert,
+        string? SharedExpertGate);
+
+    /// <summary>The dense SwiGLU MLP of the layers that config.json says are not MoE layers (Qwen2-MoE).</summary>
+    internal sealed record DenseFallbackSpec(IntValue Intermediate, string GateWeight, string UpWeight, string DownWeight);
+
+    internal sealed record MoeSpec(
+        string Name,
+        string PropertyName,
+        IntValue Experts,
+        IntValue TopK,
+        IntValue Intermediate,
+        FlagValue NormalizeTopK,
+        IntValue? SharedIntermediate,
+        EquatableArray<MoeLayoutSpec> Layouts,
+        DenseFallbackSpec? DenseFallback)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.Moe;
     }
 
     /// <summary>
@@ -132,11 +310,18 @@ namespace Horizon.Generators.Model
     /// <summary>The output head; <see cref="Weight"/> is null only when <see cref="Tied"/> is the literal true.</summary>
     internal sealed record LmHeadSpec(string Name, string PropertyName, string? Weight, FlagValue Tied);
 
+    /// <summary>
+    /// A config.json key whose value, when the key is present, must be one of <see cref="Values"/> (JSON text:
+    /// <c>"swish"</c>, <c>null</c>, <c>2</c>): values the spec's model does not implement are refused at load.
+    /// </summary>
+    internal sealed record SupportedConfigValue(string Key, EquatableArray<string> Values);
+
     internal sealed record ModelSpec(
         string FileName,
         string ClassName,
         string Namespace,
         EquatableArray<string> Architectures,
+        EquatableArray<SupportedConfigValue> SupportedConfigValues,
         EquatableArray<SymbolSpec> Symbols,
         EquatableArray<string> BindingOrder,
         EmbeddingSpec Embedding,

@@ -6,7 +6,7 @@ namespace Horizon.Generators.Model
         /// <summary><c>mixer_norm</c>, <c>mlp_norm</c>, <c>final_norm</c>.</summary>
         Norm,
 
-        /// <summary><c>mixer</c>: mixes information across positions (attention, and later gla, hyena, ...).</summary>
+        /// <summary><c>mixer</c>: mixes information across positions (attention, gla, hyena, ...).</summary>
         Mixer,
 
         /// <summary><c>mlp</c>: per-position channel mixing.</summary>
@@ -17,8 +17,17 @@ namespace Horizon.Generators.Model
     internal static class NodeKinds
     {
         public const string RmsNorm = "rms_norm";
+        public const string LayerNorm = "layer_norm";
         public const string Attention = "attention";
+        public const string Gla = "gla";
+        public const string LinearAttention = "linear_attention";
+        public const string SlidingWindowAttention = "sliding_window_attention";
+        public const string CcaAttention = "cca_attention";
+        public const string AgentAttention = "agent_attention";
+        public const string Hyena = "hyena";
         public const string SwiGluMlp = "swiglu_mlp";
+        public const string GeluMlp = "gelu_mlp";
+        public const string Moe = "moe";
 
         public static string RoleName(NodeRole role) => role switch
         {

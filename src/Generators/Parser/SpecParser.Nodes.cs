@@ -33,8 +33,17 @@ namespace Horizon.Generators.Parser
         private static readonly NodeKind[] Kinds =
         {
             new NodeKind(NodeKinds.RmsNorm, NodeRole.Norm, (parser, reader, name) => parser.ReadRmsNorm(reader, name)),
+            new NodeKind(NodeKinds.LayerNorm, NodeRole.Norm, (parser, reader, name) => parser.ReadLayerNorm(reader, name)),
             new NodeKind(NodeKinds.Attention, NodeRole.Mixer, (parser, reader, name) => parser.ReadAttention(reader, name)),
+            new NodeKind(NodeKinds.Gla, NodeRole.Mixer, (parser, reader, name) => parser.ReadGla(reader, name)),
+            new NodeKind(NodeKinds.LinearAttention, NodeRole.Mixer, (parser, reader, name) => parser.ReadLinearAttention(reader, name)),
+            new NodeKind(NodeKinds.SlidingWindowAttention, NodeRole.Mixer, (parser, reader, name) => parser.ReadSlidingWindowAttention(reader, name)),
+            new NodeKind(NodeKinds.CcaAttention, NodeRole.Mixer, (parser, reader, name) => parser.ReadCcaAttention(reader, name)),
+            new NodeKind(NodeKinds.AgentAttention, NodeRole.Mixer, (parser, reader, name) => parser.ReadAgentAttention(reader, name)),
+            new NodeKind(NodeKinds.Hyena, NodeRole.Mixer, (parser, reader, name) => parser.ReadHyena(reader, name)),
             new NodeKind(NodeKinds.SwiGluMlp, NodeRole.Mlp, (parser, reader, name) => parser.ReadSwiGluMlp(reader, name)),
+            new NodeKind(NodeKinds.GeluMlp, NodeRole.Mlp, (parser, reader, name) => parser.ReadGeluMlp(reader, name)),
+            new NodeKind(NodeKinds.Moe, NodeRole.Mlp, (parser, reader, name) => parser.ReadMoe(reader, name)),
         };
 
         private sealed class ParsedNode
@@ -92,6 +101,9 @@ namespace Horizon.Generators.Parser
             public JsonNode NameNode { get; }
         }
 
+        /// <summary>The embedding's dim once read: the width every node reads and writes (for checks of nodes' sizes).</summary>
+        private IntValue? _modelWidth;
+
         private ObjectReader? ObjectOf(JsonNode? node, string what, string shape)
         {
             if (node is null)
@@ -115,6 +127,7 @@ namespace Horizon.Generators.Parser
             var vocab = ReadSize(reader.Required("vocab", " (the vocabulary size)"), "\"vocab\" of \"embedding\"");
             var dim = ReadSize(reader.Required("dim", " (the model width, used by every node)"), "\"dim\" of \"embedding\"");
             reader.ReportUnknown();
+            _modelWidth = dim;
             if (name is null || weight is null || vocab is null || dim is null)
                 return null;
             return new ParsedEmbedding(new EmbeddingSpec(name, Naming.ToPascalCase(name), weight, vocab, dim), nameNode!);
@@ -286,9 +299,18 @@ namespace Horizon.Generators.Parser
             return weight is null || eps is null ? null : new RmsNormSpec(name, Naming.ToPascalCase(name), weight, eps);
         }
 
-        private NodeSpec? ReadAttention(ObjectReader reader, string name)
+        private NodeSpec? ReadAttention(ObjectReader reader, string name) =>
+            ReadAttentionProjections(reader, name, withRope: true, out _);
+
+        /// <summary>
+        /// The properties an <c>attention</c> node and its variants share: heads, kv_heads, head_dim, the bias flags,
+        /// rope (unless <paramref name="withRope"/> is false: then none) and the query/key/value/output weights, plus
+        /// the variant's <paramref name="extraWeights"/> roles in the same "weights" object.
+        /// </summary>
+        private AttentionSpec? ReadAttentionProjections(ObjectReader reader, string name, bool withRope, out Dictionary<string, string[]>? extra, params string[] extraWeights)
         {
             string what = reader.What;
+            extra = null;
             var headsNode = reader.Required("heads", " (the number of query heads)");
             var heads = ReadSize(headsNode, $"\"heads\" of {what}");
             // Without kv_heads every query head has its own key/value head (multi-head attention).
@@ -297,16 +319,20 @@ namespace Horizon.Generators.Parser
             var headDim = ReadSize(reader.Required("head_dim", " (the width of one head)"), $"\"head_dim\" of {what}");
             var qkvBias = ReadOptionalFlag(reader, "qkv_bias", what);
             var outputBias = ReadOptionalFlag(reader, "output_bias", what);
-            var rope = ReadRope(reader.Required("rope", " (\"config\" or \"none\")"), what);
-            var weights = ReadWeights(reader.Required("weights"), what, "query", "key", "value", "output");
+            RopeMode? rope = withRope ? ReadRope(reader.Required("rope", " (\"config\" or \"none\")"), what) : RopeMode.None;
+            var roles = new List<WeightRole> { WeightRole.Required("query"), WeightRole.Required("key"), WeightRole.Required("value"), WeightRole.Required("output") };
+            foreach (string role in extraWeights)
+                roles.Add(WeightRole.Required(role));
+            var weights = ReadWeightNames(reader.Required("weights"), what, roles);
 
             if (heads is not null && kvHeads is not null && kvHeadsNode is not null)
                 CheckHeadsDivide(heads, kvHeads, kvHeadsNode, what);
 
             if (heads is null || kvHeads is null || headDim is null || qkvBias is null || outputBias is null || rope is null || weights is null)
                 return null;
+            extra = weights;
             return new AttentionSpec(name, Naming.ToPascalCase(name), heads, kvHeads, headDim, qkvBias, outputBias, rope.Value,
-                weights[0], weights[1], weights[2], weights[3]);
+                weights["query"][0], weights["key"][0], weights["value"][0], weights["output"][0]);
         }
 
         /// <summary>Query heads are shared out evenly over key/value heads, so kv_heads must divide heads.</summary>
@@ -322,10 +348,10 @@ namespace Horizon.Generators.Parser
                     $"{what} has {Describe(heads, h)} query heads, which do not divide evenly over {Describe(kvHeads, kv)} key/value heads");
         }
 
-        private FlagValue? ReadOptionalFlag(ObjectReader reader, string property, string what)
+        private FlagValue? ReadOptionalFlag(ObjectReader reader, string property, string what, bool defaultValue = false)
         {
             var node = reader.Optional(property);
-            return node is null ? FlagValue.False : ReadFlag(node, $"\"{property}\" of {what}");
+            return node is null ? new FlagValue(defaultValue, null) : ReadFlag(node, $"\"{property}\" of {what}");
         }
 
         private RopeMode? ReadRope(JsonNode? node, string what)
@@ -346,34 +372,18 @@ namespace Horizon.Generators.Parser
             }
         }
 
-        /// <summary>A "weights" object: one linear layer name per role, bound as NAME.weight (and NAME.bias).</summary>
-        private string[]? ReadWeights(JsonNode? node, string owner, params string[] roles)
-        {
-            var reader = ObjectOf(node, $"\"weights\" of {owner}", "naming a linear layer per role (" + string.Join(", ", roles) + ")");
-            if (reader is null)
-                return null;
-            var names = new string[roles.Length];
-            bool valid = true;
-            for (int i = 0; i < roles.Length; i++)
-            {
-                string? name = ReadTensorName(reader.Required(roles[i], " (a linear layer: NAME.weight is bound)"), $"\"{roles[i]}\" weight of {owner}");
-                if (name is null)
-                    valid = false;
-                else
-                    names[i] = name;
-            }
-            reader.ReportUnknown();
-            return valid ? names : null;
-        }
-
         private NodeSpec? ReadSwiGluMlp(ObjectReader reader, string name)
         {
             string what = reader.What;
             var intermediate = ReadSize(reader.Required("intermediate", " (the width of the gate and up projections)"), $"\"intermediate\" of {what}");
-            var weights = ReadWeights(reader.Required("weights"), what, "gate", "up", "down");
+            var weights = ReadWeightNames(reader.Required("weights"), what, new[]
+            {
+                WeightRole.Required("gate"), WeightRole.Required("up"), WeightRole.Required("down"), WeightRole.Optional("fused_gate_up"),
+            });
             if (intermediate is null || weights is null)
                 return null;
-            return new SwiGluMlpSpec(name, Naming.ToPascalCase(name), intermediate, weights[0], weights[1], weights[2]);
+            return new SwiGluMlpSpec(name, Naming.ToPascalCase(name), intermediate, weights["gate"][0], weights["up"][0], weights["down"][0],
+                weights.TryGetValue("fused_gate_up", out var fused) ? fused[0] : null);
         }
 
         // ---- C# names -----------------------------------------------------------------------------------------

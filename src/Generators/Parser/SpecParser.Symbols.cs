@@ -36,6 +36,9 @@ namespace Horizon.Generators.Parser
 
             public double? FloatDefault { get; set; }
 
+            /// <summary>A float default that names another float symbol.</summary>
+            public string? FloatDefaultSymbol { get; set; }
+
             public bool? BoolDefault { get; set; }
 
             /// <summary>The value at compile time: only for an int symbol without a config key whose default is known.</summary>
@@ -121,6 +124,9 @@ namespace Horizon.Generators.Parser
                 }
             }
             symbol.DefaultNode = reader.Optional("default");
+            // A float that defaults to null may be absent: it is typed float? and fits only where a value is optional.
+            if (symbol.Type == SymbolType.Float && symbol.DefaultNode is { Kind: JsonKind.Null })
+                symbol.Type = SymbolType.OptionalFloat;
             reader.ReportUnknown();
             if (reader.Property("config") is null && symbol.DefaultNode is null)
                 Report(DiagnosticDescriptors.MissingProperty, body.Start, 1, what, "config", " or \"default\" (a symbol is bound from a config.json key, a default, or both)");
@@ -136,21 +142,30 @@ namespace Horizon.Generators.Parser
             {
                 case SymbolType.Int:
                     if (node is JsonNumber number)
-                        symbol.IntDefault = ReadIntLiteral(number, what) is int literal ? new IntExpression(IntValue.Of(literal), IntOperator.None, null) : null;
+                        symbol.IntDefault = ReadIntLiteral(number, what) is int literal ? IntExpression.Of(IntValue.Of(literal)) : null;
                     else if (node is JsonString text)
                         symbol.IntDefault = ReadIntExpression(text, what);
                     else
-                        Report(DiagnosticDescriptors.InvalidValue, node, $"{what} must be a positive integer or an expression (\"a\", \"a / b\", \"a * b\"), found {node.Describe()}");
+                        Report(DiagnosticDescriptors.InvalidValue, node, $"{what} must be a positive integer or an expression such as \"a\", \"a / b\" or \"a * b\", found {node.Describe()}");
                     if (symbol.IntDefault is null)
                         _symbolsValid = false;
                     break;
                 case SymbolType.Float:
                     if (node is JsonNumber real && ReadFloatLiteral(real, what, allowNegative: true) is double value)
                         symbol.FloatDefault = value;
+                    else if (node is JsonString reference && Naming.IsSpecName(reference.Value))
+                    {
+                        // Another float symbol: a fallback chain of config keys (norm_eps, else rms_norm_eps).
+                        if (ResolveSymbol(reference.Value, SymbolType.Float, what, At(node)))
+                            symbol.FloatDefaultSymbol = reference.Value;
+                    }
                     else if (node is not JsonNumber)
-                        Report(DiagnosticDescriptors.InvalidValue, node, $"{what} must be a number (the symbol is a float), found {node.Describe()}");
-                    if (symbol.FloatDefault is null)
+                        Report(DiagnosticDescriptors.InvalidValue, node, $"{what} must be a number, null or the name of a float symbol (the symbol is a float), found {Found(node)}");
+                    if (symbol.FloatDefault is null && symbol.FloatDefaultSymbol is null)
                         _symbolsValid = false;
+                    break;
+                case SymbolType.OptionalFloat:
+                    // "default": null, seen when the symbol was declared: nothing more to read.
                     break;
                 case SymbolType.Bool:
                     if (node.Kind == JsonKind.True || node.Kind == JsonKind.False)
@@ -164,26 +179,43 @@ namespace Horizon.Generators.Parser
             }
         }
 
-        /// <summary>"a", "a / b" or "a * b", where a and b are int symbols or positive integers.</summary>
+        /// <summary>The operators of an int default, as written.</summary>
+        private static readonly Dictionary<string, IntOperator> IntOperators = new Dictionary<string, IntOperator>(System.StringComparer.Ordinal)
+        {
+            ["*"] = IntOperator.Multiply,
+            ["/"] = IntOperator.Divide,
+            ["//"] = IntOperator.FloorDivide,
+            ["round_up_to"] = IntOperator.RoundUpTo,
+        };
+
+        /// <summary>
+        /// "a", or operands joined by operators evaluated left to right ("a * b // 3 round_up_to 256"), where the
+        /// operands are int symbols or positive integers.
+        /// </summary>
         private IntExpression? ReadIntExpression(JsonString node, string what)
         {
             var tokens = Tokenize(node.Value);
-            bool shapeOk = tokens is not null
-                && (tokens.Count == 1 || (tokens.Count == 3 && (tokens[1].Text == "/" || tokens[1].Text == "*")))
-                && IsOperand(tokens[0].Text) && (tokens.Count == 1 || IsOperand(tokens[2].Text));
+            bool shapeOk = tokens is not null && tokens.Count % 2 == 1;
+            for (int i = 0; shapeOk && i < tokens!.Count; i++)
+                shapeOk = i % 2 == 0 ? IsOperand(tokens[i].Text) : IntOperators.ContainsKey(tokens[i].Text);
             if (!shapeOk)
             {
                 Report(DiagnosticDescriptors.InvalidValue, node,
-                    $"{what} must be a symbol name, \"a / b\" or \"a * b\" (a and b: int symbols or positive integers), found \"{node.Value}\"");
+                    $"{what} must be a symbol name or operands joined by *, /, // or round_up_to (\"a / b\", \"a * b // 3 round_up_to 256\"; operands: int symbols or positive integers), found \"{node.Value}\"");
                 return null;
             }
-            var left = ReadOperand(node, tokens![0], what);
-            if (tokens.Count == 1)
-                return left is null ? null : new IntExpression(left, IntOperator.None, null);
-            var right = ReadOperand(node, tokens[2], what);
-            if (left is null || right is null)
-                return null;
-            return new IntExpression(left, tokens[1].Text == "/" ? IntOperator.Divide : IntOperator.Multiply, right);
+            var first = ReadOperand(node, tokens![0], what);
+            var operations = new List<IntOperation>();
+            bool valid = first is not null;
+            for (int i = 1; i < tokens.Count; i += 2)
+            {
+                var operand = ReadOperand(node, tokens[i + 1], what);
+                if (operand is null)
+                    valid = false;
+                else
+                    operations.Add(new IntOperation(IntOperators[tokens[i].Text], operand));
+            }
+            return valid ? new IntExpression(first!, operations.ToEquatableArray()) : null;
         }
 
         private IntValue? ReadOperand(JsonString node, (string Text, int Index) token, string what)
@@ -202,7 +234,7 @@ namespace Horizon.Generators.Parser
             return ResolveSymbol(token.Text, SymbolType.Int, $"an operand of {what}", at) ? IntValue.OfSymbol(token.Text) : null;
         }
 
-        private static bool IsOperand(string token) => token != "/" && token != "*";
+        private static bool IsOperand(string token) => !IntOperators.ContainsKey(token);
 
         private static List<(string Text, int Index)>? Tokenize(string text)
         {
@@ -214,6 +246,11 @@ namespace Horizon.Generators.Parser
                 if (c == ' ' || c == '\t')
                 {
                     i++;
+                }
+                else if (c == '/' && i + 1 < text.Length && text[i + 1] == '/')
+                {
+                    tokens.Add(("//", i));
+                    i += 2;
                 }
                 else if (c == '/' || c == '*')
                 {
@@ -296,13 +333,18 @@ namespace Horizon.Generators.Parser
 
         private IEnumerable<SymbolDeclaration> Dependencies(SymbolDeclaration symbol)
         {
+            if (symbol.FloatDefaultSymbol is string fallback && _symbols.TryGetValue(fallback, out var fallbackSymbol))
+                yield return fallbackSymbol;
             var expression = symbol.IntDefault;
             if (expression is null)
                 yield break;
-            if (expression.Left.Symbol is string left && _symbols.TryGetValue(left, out var leftSymbol))
-                yield return leftSymbol;
-            if (expression.Right?.Symbol is string right && _symbols.TryGetValue(right, out var rightSymbol))
-                yield return rightSymbol;
+            if (expression.First.Symbol is string first && _symbols.TryGetValue(first, out var firstSymbol))
+                yield return firstSymbol;
+            foreach (var operation in expression.Operations)
+            {
+                if (operation.Operand.Symbol is string operand && _symbols.TryGetValue(operand, out var operandSymbol))
+                    yield return operandSymbol;
+            }
         }
 
         /// <summary>
@@ -326,28 +368,62 @@ namespace Horizon.Generators.Parser
 
         private long? EvaluateDefault(SymbolDeclaration symbol, IntExpression expression)
         {
-            long? left = Known(expression.Left);
-            if (expression.Operator == IntOperator.None)
-                return left;
-            long? right = Known(expression.Right!);
-            if (left is null || right is null)
-                return null;
-            if (expression.Operator == IntOperator.Divide)
+            long? value = Known(expression.First);
+            string text = OperandText(expression.First);
+            bool composite = false;
+            foreach (var operation in expression.Operations)
             {
-                if (left.Value % right.Value == 0)
-                    return left.Value / right.Value;
-                Report(DiagnosticDescriptors.SizeDoesNotDivide, symbol.DefaultNode!,
-                    $"the default of symbol '{symbol.Name}' is {Describe(expression.Left, left.Value)} / {Describe(expression.Right!, right.Value)}, which does not divide evenly");
-                _symbolsValid = false;
-                return null;
+                long? right = Known(operation.Operand);
+                if (value is null || right is null)
+                    return null;
+                // How messages name the value so far: "64", "hidden (64)", "hidden * 2 (128)".
+                string left = !composite && expression.First.Symbol is null
+                    ? value.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)
+                    : $"{text} ({value.Value})";
+                switch (operation.Operator)
+                {
+                    case IntOperator.Divide:
+                        if (value.Value % right.Value != 0)
+                        {
+                            Report(DiagnosticDescriptors.SizeDoesNotDivide, symbol.DefaultNode!,
+                                $"the default of symbol '{symbol.Name}' is {left} / {Describe(operation.Operand, right.Value)}, which does not divide evenly");
+                            _symbolsValid = false;
+                            return null;
+                        }
+                        value /= right.Value;
+                        break;
+                    case IntOperator.FloorDivide:
+                        value /= right.Value;
+                        break;
+                    case IntOperator.Multiply:
+                        value *= right.Value;
+                        break;
+                    default:
+                        value = (value.Value + right.Value - 1) / right.Value * right.Value;
+                        break;
+                }
+                if (value.Value > int.MaxValue)
+                {
+                    Report(DiagnosticDescriptors.InvalidValue, symbol.DefaultNode!,
+                        $"the default of symbol '{symbol.Name}' is {left} {OperatorText(operation.Operator)} {right.Value} = {value.Value}, larger than the largest int ({int.MaxValue})");
+                    _symbolsValid = false;
+                    return null;
+                }
+                text = $"{text} {OperatorText(operation.Operator)} {OperandText(operation.Operand)}";
+                composite = true;
             }
-            if (left.Value * right.Value <= int.MaxValue)
-                return left.Value * right.Value;
-            Report(DiagnosticDescriptors.InvalidValue, symbol.DefaultNode!,
-                $"the default of symbol '{symbol.Name}' is {left.Value} * {right.Value}, larger than the largest int ({int.MaxValue})");
-            _symbolsValid = false;
-            return null;
+            return value;
         }
+
+        private static string OperandText(IntValue value) => value.Symbol ?? Naming.IntLiteral(value.Literal);
+
+        internal static string OperatorText(IntOperator op) => op switch
+        {
+            IntOperator.Multiply => "*",
+            IntOperator.Divide => "/",
+            IntOperator.FloorDivide => "//",
+            _ => "round_up_to",
+        };
 
         /// <summary>The compile-time value of a size, when there is one.</summary>
         private long? Known(IntValue value)
@@ -372,6 +448,7 @@ namespace Horizon.Generators.Parser
                     symbol.ConfigKey,
                     symbol.IntDefault,
                     symbol.FloatDefault,
+                    symbol.FloatDefaultSymbol,
                     symbol.BoolDefault));
             }
             return specs.ToEquatableArray();
@@ -419,6 +496,7 @@ namespace Horizon.Generators.Parser
         {
             SymbolType.Int => "an int (a size)",
             SymbolType.Float => "a float",
+            SymbolType.OptionalFloat => "a float or null",
             _ => "a bool",
         };
 
@@ -426,6 +504,7 @@ namespace Horizon.Generators.Parser
         {
             SymbolType.Int => "int",
             SymbolType.Float => "float",
+            SymbolType.OptionalFloat => "a float that defaults to null",
             _ => "bool",
         };
 
@@ -470,6 +549,34 @@ namespace Horizon.Generators.Parser
                     return null;
             }
         }
+
+        /// <summary>
+        /// A float that may be absent (gla's clamp_min): a number, negative allowed, or the name of a float symbol,
+        /// including one that defaults to null.
+        /// </summary>
+        internal FloatValue? ReadOptionalSignedFloat(JsonNode? node, string what)
+        {
+            switch (node)
+            {
+                case null:
+                    return null;
+                case JsonNumber number:
+                    return ReadFloatLiteral(number, what, allowNegative: true) is double value ? new FloatValue(value, null) : null;
+                case JsonString text when Naming.IsSpecName(text.Value):
+                    if (_symbols.TryGetValue(text.Value, out var symbol) && symbol.Type == SymbolType.OptionalFloat)
+                        return new FloatValue(0, text.Value);
+                    return ResolveSymbol(text.Value, SymbolType.Float, what, At(node)) ? new FloatValue(0, text.Value) : null;
+                default:
+                    Report(DiagnosticDescriptors.InvalidValue, node, $"{what} must be a number or the name of a float symbol, found {Found(node)}");
+                    return null;
+            }
+        }
+
+        /// <summary>The type of a declared symbol, or null when it is not declared or its type is invalid.</summary>
+        internal SymbolType? TypeOfSymbol(string name) => _symbols.TryGetValue(name, out var symbol) ? symbol.Type : null;
+
+        /// <summary>The compile-time value of a float, when it is a literal.</summary>
+        private static double? Known(FloatValue value) => value.Symbol is null ? value.Literal : null;
 
         /// <summary>A flag: true, false, or the name of a bool symbol.</summary>
         internal FlagValue? ReadFlag(JsonNode? node, string what)

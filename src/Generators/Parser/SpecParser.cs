@@ -86,6 +86,7 @@ namespace Horizon.Generators.Parser
                 ns = ReadNamespace(namespaceNode);
             var architectures = ReadArchitectures(reader.Required("architectures", " (the config.json \"architectures\" names this class loads)"));
 
+            var supportedValues = ReadSupportedConfigValues(reader.Optional("supported_config_values"));
             // Symbols first: every other section refers to them.
             ReadSymbols(reader.Optional("symbols"));
 
@@ -99,7 +100,7 @@ namespace Horizon.Generators.Parser
             _cancellation.ThrowIfCancellationRequested();
 
             ModelSpec? spec = null;
-            if (className is not null && ns is not null && architectures is not null && embedding is not null
+            if (className is not null && ns is not null && architectures is not null && supportedValues is not null && embedding is not null
                 && blocks is not null && finalNorm is not null && lmHead is not null && _symbolsValid)
             {
                 CheckMemberNames(className, classNode!, embedding, blocks, finalNorm, lmHead);
@@ -111,6 +112,7 @@ namespace Horizon.Generators.Parser
                     className,
                     ns,
                     Names(architectures),
+                    supportedValues.ToEquatableArray(),
                     SymbolSpecs(),
                     BindingOrder(),
                     embedding.Spec,
@@ -197,6 +199,59 @@ namespace Horizon.Generators.Parser
                 result.Add(new NamedLocation(name, At(item)));
             }
             return valid ? result : null;
+        }
+
+        /// <summary>
+        /// "supported_config_values": config.json keys mapped to the values the model implements, e.g.
+        /// {"hidden_act": ["swish", "silu"], "feature_map": [null]}. Each value is a JSON string, number, true,
+        /// false or null, kept as JSON text.
+        /// </summary>
+        private List<SupportedConfigValue>? ReadSupportedConfigValues(JsonNode? node)
+        {
+            var rules = new List<SupportedConfigValue>();
+            if (node is null)
+                return rules;
+            var reader = ObjectOf(node, "\"supported_config_values\"", "mapping config.json keys to the values the model supports");
+            if (reader is null)
+                return null;
+            bool valid = true;
+            foreach (var property in reader.Json.Properties)
+            {
+                string what = $"\"{property.Name}\" of \"supported_config_values\"";
+                if (reader.Property(property.Name) != property)
+                    continue; // a repeated key, already reported
+                if (property.Value is not JsonArray { Items.Count: > 0 } array)
+                {
+                    Report(DiagnosticDescriptors.InvalidValue, property.Value, $"{what} must be a non-empty array of the values config.json may hold (strings, numbers, true, false, null), found {property.Value.Describe()}");
+                    valid = false;
+                    continue;
+                }
+                var values = new List<string>();
+                foreach (var item in array.Items)
+                {
+                    string? json = item switch
+                    {
+                        // A C# string literal of Naming's escapes (\", \\, \uXXXX) is also a JSON string.
+                        JsonString text => Naming.StringLiteral(text.Value),
+                        JsonNumber number => number.Text,
+                        JsonLiteral { Kind: JsonKind.True } => "true",
+                        JsonLiteral { Kind: JsonKind.False } => "false",
+                        JsonLiteral { Kind: JsonKind.Null } => "null",
+                        _ => null,
+                    };
+                    if (json is null)
+                    {
+                        Report(DiagnosticDescriptors.InvalidValue, item, $"{what}: each value must be a string, a number, true, false or null, found {item.Describe()}");
+                        valid = false;
+                    }
+                    else
+                    {
+                        values.Add(json);
+                    }
+                }
+                rules.Add(new SupportedConfigValue(property.Name, values.ToEquatableArray()));
+            }
+            return valid ? rules : null;
         }
 
         // ---- Values -------------------------------------------------------------------------------------------

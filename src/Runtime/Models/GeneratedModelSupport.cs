@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using System.Globalization;
 
 namespace Horizon;
 
@@ -17,6 +18,118 @@ public static class GeneratedModelSupport
         if (product is > int.MaxValue or < int.MinValue)
             throw new ModelLoadException($"{config.Path}: {leftName} × {rightName} = {left} × {right} is too large");
         return (int)product;
+    }
+
+    /// <summary>
+    /// The smallest multiple of <paramref name="multiple"/> that is at least <paramref name="value"/> (a spec's
+    /// <c>round_up_to</c>, e.g. a vocabulary padded to <c>pad_vocab_size_multiple</c>); overflow is a load error naming both.
+    /// </summary>
+    public static int RoundUpToMultiple(ModelConfig config, int value, string valueName, int multiple, string multipleName)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (multiple <= 0)
+            throw new ModelLoadException($"{config.Path}: {multipleName} = {multiple} must be positive");
+        long rounded = ((long)value + multiple - 1) / multiple * multiple;
+        if (rounded > int.MaxValue)
+            throw new ModelLoadException($"{config.Path}: {valueName} = {value} rounded up to a multiple of {multipleName} = {multiple} is too large");
+        return (int)rounded;
+    }
+
+    /// <summary>
+    /// int(<paramref name="width"/> × <paramref name="factor"/>), truncated as Python's <c>int()</c> does: the q/k or
+    /// v width of a gla or linear_attention node (fla's key_dim = int(hidden_size · expand_k)). Must be positive.
+    /// </summary>
+    public static int ExpandedWidth(ModelConfig config, int width, string widthName, float factor, string factorName)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        double product = Math.Truncate(width * (double)factor);
+        if (!(product >= 1) || product > int.MaxValue)
+            throw new ModelLoadException($"{config.Path}: int({widthName} × {factorName}) = int({width} × {factor.ToString("R", CultureInfo.InvariantCulture)}) must be a positive int");
+        return (int)product;
+    }
+
+    /// <summary>Refuses <paramref name="value"/> above <paramref name="limit"/> (e.g. more experts per token than experts), naming both.</summary>
+    public static int AtMost(ModelConfig config, int value, string valueName, int limit, string limitName)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (value > limit)
+            throw new ModelLoadException($"{config.Path}: {valueName} = {value} is more than {limitName} = {limit}");
+        return value;
+    }
+
+    /// <summary>
+    /// The first of <paramref name="names"/> the checkpoint holds (a spec lists alternatives when checkpoints name a
+    /// tensor differently, e.g. fla's g_norm_swish_gate or g_norm); none of them is a load error naming all.
+    /// </summary>
+    public static string FirstPresent(ModelDirectory directory, params string[] names)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        ArgumentNullException.ThrowIfNull(names);
+        foreach (string name in names)
+        {
+            if (directory.Contains(name))
+                return name;
+        }
+        throw new ModelLoadException($"{directory.Path}: none of the tensors {string.Join(", ", names.Select(n => $"'{n}'"))} is in the checkpoint");
+    }
+
+    /// <summary>
+    /// A tensor of exactly <paramref name="shape"/> widened to float32 (a convolution's [channels, 1, width] weight),
+    /// recorded in <paramref name="boundTensors"/>.
+    /// </summary>
+    public static float[] ReadTensor(ModelDirectory directory, ICollection<string> boundTensors, string name, params long[] shape)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        ArgumentNullException.ThrowIfNull(boundTensors);
+        ArgumentNullException.ThrowIfNull(shape);
+        var (info, data) = directory.Get(name);
+        if (!info.Shape.SequenceEqual(shape))
+            throw new ModelLoadException($"{directory.Path}: tensor '{name}' has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", shape)}]");
+        var dtype = info.DType switch
+        {
+            SafeTensorsDType.F32 => WeightDType.F32,
+            SafeTensorsDType.F16 => WeightDType.F16,
+            SafeTensorsDType.BF16 => WeightDType.BF16,
+            _ => throw new ModelLoadException($"{directory.Path}: tensor '{name}' has dtype {info.DType}; weights must be F32, F16 or BF16"),
+        };
+        boundTensors.Add(name);
+        return WeightConversion.ToSingleArray(data.Span, dtype);
+    }
+
+    /// <summary>
+    /// The tensor called <paramref name="name"/>, or null when the checkpoint lacks it: the lookup an op's Bind
+    /// factory probes layouts with (<see cref="Ops.MoeWeights.Bind(Func{string, ValueTuple{SafeTensorInfo, ReadOnlyMemory{byte}}?}, string, IReadOnlyList{Ops.MoeTensorNames}, Ops.MoeShape, string)"/>).
+    /// Each tensor found is recorded in <paramref name="boundTensors"/>.
+    /// </summary>
+    public static (SafeTensorInfo Info, ReadOnlyMemory<byte> Data)? Lookup(ModelDirectory directory, ICollection<string> boundTensors, string name)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        ArgumentNullException.ThrowIfNull(boundTensors);
+        if (!directory.Contains(name))
+            return null;
+        boundTensors.Add(name);
+        return directory.Get(name);
+    }
+
+    /// <summary>
+    /// Refuses a config.json value of <paramref name="key"/> that is not one of <paramref name="supportedJson"/> (JSON
+    /// text: <c>"\"swish\""</c>, <c>"null"</c>, <c>"2"</c>); an absent key is accepted (the config class's default is
+    /// what the spec implements). A spec lists these in <c>supported_config_values</c>, for switches of the
+    /// architecture it does not implement (fla's <c>feature_map</c>, <c>hidden_act</c>).
+    /// </summary>
+    public static void RequireSupportedValue(ModelConfig config, string key, params string[] supportedJson)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(supportedJson);
+        if (!config.Root.TryGetProperty(key, out var value))
+            return;
+        foreach (string json in supportedJson)
+        {
+            using var supported = System.Text.Json.JsonDocument.Parse(json);
+            if (System.Text.Json.JsonElement.DeepEquals(value, supported.RootElement))
+                return;
+        }
+        throw new ModelLoadException($"{config.Path}: {key} = {value.GetRawText()} is not supported by this model (supported: {string.Join(", ", supportedJson)})");
     }
 
     /// <summary>The first config.json architecture the spec supports, else the spec's first (what <c>ModelInfo</c> reports).</summary>

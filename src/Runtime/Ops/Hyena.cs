@@ -32,6 +32,9 @@ public sealed record HyenaOptions(
     double ModulationShift = 0.05,
     HyenaConvolutionPath Path = HyenaConvolutionPath.Auto)
 {
+    /// <summary>The Hyena recurrence's order (<c>hyena_order</c>); only 2, HyenaDNA's, is supported (<see cref="Validate"/>).</summary>
+    public int Order { get; init; } = 2;
+
     /// <summary>3·Hidden: the channels of in_proj and of the short filter (x0, x1, v back to back).</summary>
     public int InnerWidth => 3 * Hidden;
 
@@ -59,6 +62,25 @@ public sealed record HyenaOptions(
         if (shortFilter != 3)
             throw new ModelLoadException($"{config.Path}: short_filter_order = {shortFilter} is not supported: the HF remote code pads the short filter by 2 whatever its width, which is causal only for width 3");
         return new HyenaOptions(hidden, maxLength, embeddingDim, filterOrder, innerMlps, shortFilter, frequency);
+    }
+
+    /// <summary>
+    /// Refuses options the op cannot run, with a <see cref="ModelLoadException"/> whose message starts with
+    /// <paramref name="source"/> (a generated model passes its config.json path): sizes must be positive (inner
+    /// layers ≥ 0), the positional embedding odd and ≥ 3 wide, the order 2 and the short filter 3 wide (see <see cref="FromConfig"/>).
+    /// </summary>
+    public void Validate(string source)
+    {
+        if (Hidden <= 0 || MaxLength <= 0 || FilterOrder <= 0)
+            throw new ModelLoadException($"{source}: hyena: d_model = {Hidden}, max_seq_len = {MaxLength} and filter_order = {FilterOrder} must be positive");
+        if (EmbeddingDim < 3 || EmbeddingDim % 2 == 0)
+            throw new ModelLoadException($"{source}: hyena: emb_dim = {EmbeddingDim} must be odd and ≥ 3 (time, then cosine and sine bands)");
+        if (InnerMlps < 0)
+            throw new ModelLoadException($"{source}: hyena: num_inner_mlps = {InnerMlps} must not be negative");
+        if (Order != 2)
+            throw new ModelLoadException($"{source}: hyena: hyena_order = {Order} is not supported (only 2: the HF remote code's filter has d_model outputs, one long filter)");
+        if (ShortFilterWidth != 3)
+            throw new ModelLoadException($"{source}: hyena: short_filter_order = {ShortFilterWidth} is not supported: the HF remote code pads the short filter by 2 whatever its width, which is causal only for width 3");
     }
 }
 
@@ -229,35 +251,43 @@ public sealed record HyenaWeights(
     /// <see cref="HyenaTensorNames.MixerPrefix"/>(0)), checking every shape, and materialises the filter for
     /// <paramref name="materializeLength"/> lags. The shared Sin <c>freq</c> is read from the first of
     /// implicit_filter.1/3/5/….freq present (a safetensors save keeps one of the aliases), else it is
-    /// activation_freq, as the HF code initialises it when the key is missing.
+    /// activation_freq, as the HF code initialises it when the key is missing. The name of every tensor read is
+    /// added to <paramref name="boundTensors"/> when given (a generated model counts its parameters from them).
     /// </summary>
-    public static HyenaWeights Load(ModelDirectory directory, string prefix, HyenaOptions options, int materializeLength)
+    public static HyenaWeights Load(ModelDirectory directory, string prefix, HyenaOptions options, int materializeLength, ICollection<string>? boundTensors = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(options);
+        // Every name read goes through Bound, present or optional-and-present.
+        string Bound(string name)
+        {
+            if (directory.Contains(name))
+                boundTensors?.Add(name);
+            return name;
+        }
         int d = options.Hidden, w = options.InnerWidth, k = options.ShortFilterWidth, order = options.FilterOrder;
         int layers = options.InnerMlps + 2;
 
-        var inProj = directory.Matrix(prefix + HyenaTensorNames.InProjWeight, w, d);
-        var inBias = directory.OptionalVector(prefix + HyenaTensorNames.InProjBias, w);
-        var shortFilter = Tensor(directory, prefix + HyenaTensorNames.ShortFilterWeight, [w, 1, k]);
-        var shortBias = directory.OptionalVector(prefix + HyenaTensorNames.ShortFilterBias, w);
-        var outProj = directory.Matrix(prefix + HyenaTensorNames.OutProjWeight, d, d);
-        var outBias = directory.OptionalVector(prefix + HyenaTensorNames.OutProjBias, d);
+        var inProj = directory.Matrix(Bound(prefix + HyenaTensorNames.InProjWeight), w, d);
+        var inBias = directory.OptionalVector(Bound(prefix + HyenaTensorNames.InProjBias), w);
+        var shortFilter = Tensor(directory, Bound(prefix + HyenaTensorNames.ShortFilterWeight), [w, 1, k]);
+        var shortBias = directory.OptionalVector(Bound(prefix + HyenaTensorNames.ShortFilterBias), w);
+        var outProj = directory.Matrix(Bound(prefix + HyenaTensorNames.OutProjWeight), d, d);
+        var outBias = directory.OptionalVector(Bound(prefix + HyenaTensorNames.OutProjBias), d);
 
         string zName = prefix + HyenaTensorNames.PositionalEmbedding;
         Matrix? z = null;
         if (directory.Contains(zName))
         {
-            var (info, data) = directory.Get(zName);
+            var (info, data) = directory.Get(Bound(zName));
             CheckShape(directory, info, [1, options.MaxLength, options.EmbeddingDim]);
             z = new Matrix(zName, options.MaxLength, options.EmbeddingDim, ToWeightDType(directory, info), data);
         }
         string tName = prefix + HyenaTensorNames.Time;
-        float[]? t = directory.Contains(tName) ? Tensor(directory, tName, [1, options.MaxLength, 1]) : null;
+        float[]? t = directory.Contains(tName) ? Tensor(directory, Bound(tName), [1, options.MaxLength, 1]) : null;
         string deltaName = prefix + HyenaTensorNames.Deltas;
-        float[]? deltas = directory.Contains(deltaName) ? Tensor(directory, deltaName, [1, 1, d]) : null;
-        var bias = directory.Vector(prefix + HyenaTensorNames.FilterBias, d);
+        float[]? deltas = directory.Contains(deltaName) ? Tensor(directory, Bound(deltaName), [1, 1, d]) : null;
+        var bias = directory.Vector(Bound(prefix + HyenaTensorNames.FilterBias), d);
 
         var linears = new Matrix[layers];
         var biases = new float[layers - 1][];
@@ -265,9 +295,9 @@ public sealed record HyenaWeights(
         {
             int rows = i == layers - 1 ? d : order;
             int cols = i == 0 ? options.EmbeddingDim : order;
-            linears[i] = directory.Matrix(prefix + HyenaTensorNames.ImplicitLinearWeight(i), rows, cols);
+            linears[i] = directory.Matrix(Bound(prefix + HyenaTensorNames.ImplicitLinearWeight(i)), rows, cols);
             if (i < layers - 1)
-                biases[i] = directory.Vector(prefix + HyenaTensorNames.ImplicitLinearBias(i), order);
+                biases[i] = directory.Vector(Bound(prefix + HyenaTensorNames.ImplicitLinearBias(i)), order);
             else if (directory.Contains(prefix + HyenaTensorNames.ImplicitLinearBias(i)))
                 throw new ModelLoadException($"{directory.Path}: tensor '{prefix + HyenaTensorNames.ImplicitLinearBias(i)}' is unexpected: the last filter Linear has no bias");
         }
@@ -279,7 +309,7 @@ public sealed record HyenaWeights(
             string name = prefix + HyenaTensorNames.Frequency(i);
             if (!directory.Contains(name))
                 continue;
-            var value = Tensor(directory, name, [1, order]);
+            var value = Tensor(directory, Bound(name), [1, order]);
             if (frequency is null)
             {
                 frequency = value;

@@ -210,6 +210,24 @@ public sealed record MoeWeights(
     }
 }
 
+/// <summary>
+/// The weights of one layer of a <c>moe</c> node in a model that makes some layers dense: Qwen2-MoE's
+/// <c>decoder_sparse_step</c> and <c>mlp_only_layers</c> (<see cref="MoeConfig.IsMoeLayer"/>). Exactly one of
+/// <see cref="Sparse"/> (an MoE layer) and <see cref="Dense"/> (a plain SwiGLU MLP) is set.
+/// </summary>
+public sealed class MoeOrDenseMlpWeights
+{
+    /// <summary>An MoE layer.</summary>
+    public MoeOrDenseMlpWeights(MoeWeights sparse) => Sparse = sparse ?? throw new ArgumentNullException(nameof(sparse));
+
+    /// <summary>A dense layer.</summary>
+    public MoeOrDenseMlpWeights(SwiGluMlpWeights dense) => Dense = dense ?? throw new ArgumentNullException(nameof(dense));
+
+    public MoeWeights? Sparse { get; }
+
+    public SwiGluMlpWeights? Dense { get; }
+}
+
 /// <summary>The sizes a <c>moe</c> node binds with (from config.json; see <see cref="MoeConfig"/>).</summary>
 /// <param name="Hidden">hidden_size (D).</param>
 /// <param name="Experts">Routed experts (E): <c>num_local_experts</c> (Mixtral) or <c>num_experts</c> (Qwen2-MoE).</param>
@@ -361,8 +379,21 @@ public static class Moe
         Cpu.MoeKernels.Forward(x, rows, weights, options, y);
 
     /// <summary>
+    /// A layer that is either MoE or dense: the MoE block as <see cref="Forward(ReadOnlySpan{float}, int, MoeWeights, MoeOptions, Span{float})"/>,
+    /// or the dense SwiGLU MLP (<see cref="SwiGluMlp.Forward"/>; <paramref name="options"/> unused).
+    /// </summary>
+    public static void Forward(ReadOnlySpan<float> x, int rows, MoeOrDenseMlpWeights weights, MoeOptions options, Span<float> y)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Sparse is not null)
+            Cpu.MoeKernels.Forward(x, rows, weights.Sparse, options, y);
+        else
+            SwiGluMlp.Forward(x, rows, weights.Dense!, y);
+    }
+
+    /// <summary>
     /// The routing alone: for each of the rows of x (rows, hidden), the selected experts (rows, top_k) in descending
-    /// probability (ties: lower index first) and their weights (rows, top_k), as <see cref="Forward"/> uses them.
+    /// probability (ties: lower index first) and their weights (rows, top_k), as <see cref="Forward(ReadOnlySpan{float}, int, MoeWeights, MoeOptions, Span{float})"/> uses them.
     /// </summary>
     public static void Route(ReadOnlySpan<float> x, int rows, MoeWeights weights, MoeOptions options, Span<int> experts, Span<float> expertWeights) =>
         Cpu.MoeKernels.Route(x, rows, weights, options, experts, expertWeights);

@@ -5,6 +5,26 @@ public sealed record SwiGluMlpWeights(Matrix Gate, Matrix Up, Matrix Down)
 {
     public int Hidden => Gate.Cols;
     public int Intermediate => Gate.Rows;
+
+    /// <summary>
+    /// Weights from a fused gate-and-up tensor [2·intermediate, hidden], gate rows first and up rows second (legacy
+    /// fla GLA's <c>mlp.gate_proj.weight</c>), and down [hidden, intermediate]. Gate and up are views of the fused
+    /// tensor's memory, not copies.
+    /// </summary>
+    public static SwiGluMlpWeights FromFusedGateUp(Matrix gateUp, Matrix down)
+    {
+        ArgumentNullException.ThrowIfNull(gateUp);
+        ArgumentNullException.ThrowIfNull(down);
+        if (gateUp.Rows % 2 != 0)
+            throw new ModelLoadException($"swiglu_mlp: fused gate/up tensor '{gateUp.Name}' has {gateUp.Rows} rows; gate and up need an even count");
+        int intermediate = gateUp.Rows / 2;
+        int half = checked(intermediate * gateUp.Cols * gateUp.DType.ByteSize());
+        var gate = new Matrix($"{gateUp.Name}[0:{intermediate}]", intermediate, gateUp.Cols, gateUp.DType, gateUp.Data[..half]);
+        var up = new Matrix($"{gateUp.Name}[{intermediate}:{2 * intermediate}]", intermediate, gateUp.Cols, gateUp.DType, gateUp.Data[half..]);
+        if (down.Rows != gateUp.Cols || down.Cols != intermediate)
+            throw new ModelLoadException($"swiglu_mlp: down '{down.Name}' is [{down.Rows}, {down.Cols}], expected [{gateUp.Cols}, {intermediate}] to match '{gateUp.Name}'");
+        return new SwiGluMlpWeights(gate, up, down);
+    }
 }
 
 /// <summary>

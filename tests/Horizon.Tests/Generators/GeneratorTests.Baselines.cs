@@ -15,6 +15,12 @@ public partial class GeneratorTests
     private static string BaselinePath(string className) =>
         Path.Combine(RepositoryPaths.Root, "tests", "Horizon.Tests", "Generators", "Baselines", className + ".g.cs.txt");
 
+    /// <summary>Every spec in models/, which the runtime assembly compiles.</summary>
+    private static readonly string[] ShippedSpecFiles =
+    [
+        "llama.model.json", "qwen2.model.json", "gla.model.json", "mixtral.model.json", "qwen2_moe.model.json", "hyenadna.model.json",
+    ];
+
     private static (string Path, string Text) ShippedSpec(string fileName)
     {
         string path = Path.Combine(RepositoryPaths.Models, fileName);
@@ -23,6 +29,10 @@ public partial class GeneratorTests
 
     [TestCase("llama.model.json", "LlamaModel")]
     [TestCase("qwen2.model.json", "Qwen2Model")]
+    [TestCase("gla.model.json", "GlaModel")]
+    [TestCase("mixtral.model.json", "MixtralModel")]
+    [TestCase("qwen2_moe.model.json", "Qwen2MoeModel")]
+    [TestCase("hyenadna.model.json", "HyenaDnaModel")]
     public void Shipped_spec_generates_its_baseline(string specFile, string className)
     {
         var (run, _) = GeneratorHarness.Run(ShippedSpec(specFile));
@@ -47,11 +57,14 @@ public partial class GeneratorTests
     [Test]
     public void Shipped_specs_compile_without_errors_or_warnings_against_the_runtime()
     {
-        var (run, output) = GeneratorHarness.Run(ShippedSpec("llama.model.json"), ShippedSpec("qwen2.model.json"));
+        var (run, output) = GeneratorHarness.Run(ShippedSpecFiles.Select(ShippedSpec).ToArray());
 
         Assert.That(run.Exception, Is.Null);
         Assert.That(run.Diagnostics, Is.Empty);
-        Assert.That(run.GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[] { "LlamaModel.g.cs", "Qwen2Model.g.cs" }));
+        Assert.That(run.GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[]
+        {
+            "LlamaModel.g.cs", "Qwen2Model.g.cs", "GlaModel.g.cs", "MixtralModel.g.cs", "Qwen2MoeModel.g.cs", "HyenaDnaModel.g.cs",
+        }));
         Assert.That(GeneratorHarness.CompileProblems(output), Is.Empty);
     }
 
@@ -85,7 +98,12 @@ public partial class GeneratorTests
     {
         Assert.That(typeof(Horizon.Models.LlamaModel).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
         Assert.That(typeof(Horizon.Models.Qwen2Model).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
+        Assert.That(typeof(Horizon.Models.GlaModel).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
+        Assert.That(typeof(Horizon.Models.HyenaDnaModel).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
         // Registration runs from a module initializer, before any code of the runtime assembly.
-        Assert.That(ModelRegistry.Architectures, Does.Contain("LlamaForCausalLM").And.Contain("Qwen2ForCausalLM"));
+        Assert.That(ModelRegistry.Architectures, Is.SupersetOf(new[]
+        {
+            "LlamaForCausalLM", "Qwen2ForCausalLM", "GLAForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "HyenaDNAForCausalLM",
+        }));
     }
 }

@@ -110,8 +110,8 @@ public partial class GeneratorTests
     [Test]
     public void HZ0002_unknown_mixer_kind()
     {
-        var diagnostic = AssertSingleDiagnostic(Break("\"kind\": \"attention\"", "\"kind\": \"gla\""), "HZ0002", line: 23, at: "\"gla\"");
-        Assert.That(diagnostic.GetMessage(), Does.Contain("unknown mixer kind 'gla'").And.Contain("attention"));
+        var diagnostic = AssertSingleDiagnostic(Break("\"kind\": \"attention\"", "\"kind\": \"mamba\""), "HZ0002", line: 23, at: "\"mamba\"");
+        Assert.That(diagnostic.GetMessage(), Does.Contain("unknown mixer kind 'mamba'").And.Contain("attention").And.Contain("gla").And.Contain("hyena"));
     }
 
     [Test]

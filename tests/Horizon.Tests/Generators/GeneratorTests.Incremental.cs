@@ -86,6 +86,26 @@ public partial class GeneratorTests
         Assert.That(sources["LlamaModel.g.cs"], Does.Contain("?? 1E-05d").And.Not.EqualTo(before["LlamaModel.g.cs"]));
     }
 
+    [TestCase("gla.model.json")]
+    [TestCase("qwen2_moe.model.json")]
+    [TestCase("hyenadna.model.json")]
+    public void Whitespace_only_edit_of_a_spec_with_the_newer_kinds_reemits_nothing(string fileName)
+    {
+        // Their models hold lists (alternative names, MoE layouts, chained defaults, supported values): all compared by value.
+        string path = Path.Combine(RepositoryPaths.Models, fileName);
+        var spec = new InMemoryAdditionalText(path, File.ReadAllText(path));
+        var compilation = GeneratorHarness.CreateCompilation();
+        var driver = GeneratorHarness.CreateDriver(spec).RunGenerators(compilation);
+
+        var reindented = new InMemoryAdditionalText(path, "\n" + spec.GetText()!.ToString().Replace("  ", "   "));
+        var after = driver.ReplaceAdditionalText(spec, reindented).RunGenerators(compilation).GetRunResult().Results.Single();
+
+        Assert.That(after.Diagnostics, Is.Empty);
+        AssertNotRerun(Reasons(after, ModelSpecGenerator.TrackingNames.SpecOutputs), "what the source output reads");
+        var outputs = after.TrackedOutputSteps.SelectMany(s => s.Value).SelectMany(s => s.Outputs).Select(o => o.Reason).ToArray();
+        AssertNotRerun(outputs, "source outputs");
+    }
+
     [Test]
     public void Whitespace_only_spec_edit_reemits_nothing()
     {

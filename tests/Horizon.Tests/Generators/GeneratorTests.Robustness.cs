@@ -36,9 +36,11 @@ public partial class GeneratorTests
         }
     }
 
-    [Test]
-    public void Random_edits_of_a_spec_yield_diagnostics_or_code_that_compiles()
+    [TestCase(nameof(TinySpec))]
+    [TestCase(nameof(KindsSpec))]
+    public void Random_edits_of_a_spec_yield_diagnostics_or_code_that_compiles(string specName)
     {
+        string spec = specName == nameof(KindsSpec) ? KindsSpec : TinySpec;
         // Characters that make JSON and spec mistakes: structure, quotes, escapes, digits, name characters,
         // line breaks (including the ones only C# and Roslyn treat as such) and a lone surrogate.
         const string alphabet = "{}[]:,\"\\/ \t\n\r0123456789-+.eEaxyz_{layer}tfnu\u2028\u0085\uD800é";
@@ -46,7 +48,7 @@ public partial class GeneratorTests
         int compiled = 0;
         for (int trial = 0; trial < 400; trial++)
         {
-            var chars = TinySpec.ToCharArray().ToList();
+            var chars = spec.ToCharArray().ToList();
             int edits = random.Next(1, 4);
             for (int e = 0; e < edits; e++)
             {
@@ -82,6 +84,10 @@ public partial class GeneratorTests
     [TestCase("{\"symbols\": {\"x\": {\"default\": \"x * x\"}}}")]
     [TestCase("{\"symbols\": {\"x\": {\"default\": 99999999999999999999999}}, \"model\": \"M\"}")]
     [TestCase("{\"symbols\": {\"x\": {\"type\": \"float\", \"default\": 1e999}}}")]
+    [TestCase("{\"symbols\": {\"x\": {\"type\": \"float\", \"default\": \"x\"}}}")]
+    [TestCase("{\"symbols\": {\"x\": {\"type\": \"float\", \"default\": null}, \"y\": {\"type\": \"float\", \"default\": \"x\"}}}")]
+    [TestCase("{\"symbols\": {\"x\": {\"default\": \"2 round_up_to\"}, \"y\": {\"default\": \"3 // // 2\"}, \"z\": {\"default\": null}}}")]
+    [TestCase("{\"symbols\": {\"x\": {\"default\": \"2147483647 round_up_to 2\"}}, \"supported_config_values\": {\"a\": [[1]], \"b\": []}}")]
     public void Odd_inputs_are_diagnostics(string text)
     {
         AssertAnsweredWithDiagnostics(RunOnText(text, out _), text);
