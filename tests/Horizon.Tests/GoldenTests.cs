@@ -135,6 +135,25 @@ public class GoldenTests
         }
     }
 
+    /// <summary>
+    /// The shipped default model (models/horizon-kjv, BF16 weights) against the float32 log-probs its training
+    /// script computed in PyTorch from the same rounded weights on a held-out snippet (models/train/train.py).
+    /// </summary>
+    [Test]
+    public void Default_model_reproduces_its_training_reference()
+    {
+        string directory = Path.Combine(RepositoryPaths.Models, "horizon-kjv");
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(directory, "expected.json")));
+        var tokens = doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var expected = doc.RootElement.GetProperty("logprobs").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        using var model = ModelRegistry.Load(directory);
+        var result = Scoring.Score(model, tokens, chunkSize: 64);
+        double maxError = expected.Select((e, i) => Math.Abs(e - result.LogProbs[i])).Max();
+        TestContext.Out.WriteLine($"horizon-kjv: max |Δ logprob| = {maxError:E2} over {expected.Length} tokens, perplexity {result.Perplexity:F3}");
+        Assert.That(model.Info.Architecture, Is.EqualTo("HorizonHybridForCausalLM"));
+        Assert.That(maxError, Is.LessThanOrEqualTo(Tolerance));
+    }
+
     [Test]
     public void Out_of_range_token_is_refused_before_the_state_changes()
     {
