@@ -79,13 +79,17 @@ internal static class GenerateSupport
     }
 
     /// <summary>
-    /// Checks <c>--device</c>: the CPU backend serves <c>cpu</c> and <c>auto</c>; <c>cuda</c> is refused in one line
-    /// until the CUDA backend exists.
+    /// Checks <c>--device</c>: the CPU backend serves <c>cpu</c> and <c>auto</c>. <c>cuda</c> is refused in one line
+    /// until generated models run on the CUDA backend (its driver binding and kernels exist; <c>horizon doctor</c>
+    /// reports them); the line says whether CUDA is usable here.
     /// </summary>
     public static void CheckDevice(string device)
     {
-        if (device == "cuda")
-            throw new HorizonException("--device cuda: this build has no CUDA backend yet; use --device cpu (or auto)");
+        if (device != "cuda")
+            return;
+        var report = Horizon.Cuda.CudaDiagnostics.Describe();
+        string here = report.Available ? $"CUDA is on here, {report.Devices.Count} device(s)" : $"CUDA is off here: {report.Reason}";
+        throw new HorizonException($"--device cuda: generated models do not run on the CUDA backend yet ({here}; see horizon doctor); use --device cpu or auto");
     }
 
     /// <summary>

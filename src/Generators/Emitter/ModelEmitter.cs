@@ -269,6 +269,12 @@ namespace Horizon.Generators.Emitter
             foreach (var node in stateful)
                 _w.Line($"{node.Spec.PropertyName}.Reset();");
             _w.Close();
+            _w.Line();
+            _w.Line("/// <summary>Makes every cache and state of this layer a copy of <paramref name=\"source\"/>'s.</summary>");
+            _w.Open($"internal void CopyFrom({group.StateType} source)");
+            foreach (var node in stateful)
+                _w.Line($"global::Horizon.Generation.StateCopy.Copy(source.{node.Spec.PropertyName}, {node.Spec.PropertyName});");
+            _w.Close();
             _w.Close();
             _w.Line();
         }
@@ -279,7 +285,7 @@ namespace Horizon.Generators.Emitter
             var groupParameters = _groups.Select(g => parameters.Allocate(Naming.ToCamelCase(g.Spec.PropertyName))).ToArray();
 
             _w.Line($"/// <summary>The per-session state of a <see cref=\"{ClassName}\"/>: the state of every layer and how many tokens it holds.</summary>");
-            _w.Open("public sealed class State : global::Horizon.IModelState");
+            _w.Open("public sealed class State : global::Horizon.IModelState, global::Horizon.Generation.IForkableModelState, global::Horizon.Generation.ISteerableModelState");
             _w.Line($"internal State({ClassName} owner, int capacity, {string.Join(", ", _groups.Select((g, i) => $"{g.StateType}[] {groupParameters[i]}"))})");
             _w.Open();
             _w.Line("Owner = owner;");
@@ -311,6 +317,51 @@ namespace Horizon.Generators.Emitter
                 _w.Line("    layer.Reset();");
             }
             _w.Line("Length = 0;");
+            _w.Close();
+            _w.Line();
+            _w.Line("/// <summary>");
+            _w.Line("/// Run after every layer of every Forward on this state, on the residual stream (read it, steer it); null for");
+            _w.Line("/// none, which costs one null check per layer. Layers are counted over every block group in order.");
+            _w.Line("/// </summary>");
+            _w.Line("public global::Horizon.Generation.IResidualHook? ResidualHook { get; set; }");
+            _w.Line();
+            _w.Line("/// <summary>The number of residual-stream hook points: the layers of every block group.</summary>");
+            _w.Line($"public int LayerCount => {string.Join(" + ", _groups.Select(g => g.Spec.PropertyName + ".Length"))};");
+            _w.Line();
+            _w.Line("/// <summary>");
+            _w.Line("/// Makes this state a copy of <paramref name=\"source\"/>: every layer's cache and state, and the length (fork/snapshot).");
+            _w.Line("/// Both must come from the same model with the same capacity. The residual hook is not copied.");
+            _w.Line("/// </summary>");
+            _w.Open("public void CopyFrom(State source)");
+            _w.Line("global::System.ArgumentNullException.ThrowIfNull(source);");
+            _w.Line("if (source.Owner != Owner)");
+            _w.Line("    throw new global::System.ArgumentException(\"the state was created by another model; copy only between states of one model\", nameof(source));");
+            _w.Line("if (source.Capacity != Capacity)");
+            _w.Line("    throw new global::System.ArgumentException(\"the states' capacities differ: \" + source.Capacity + \" and \" + Capacity, nameof(source));");
+            _w.Line("if (ReferenceEquals(source, this))");
+            _w.Line("    return;");
+            foreach (var group in _groups)
+            {
+                _w.Line($"for (int index = 0; index < {group.Spec.PropertyName}.Length; index++)");
+                _w.Line($"    {group.Spec.PropertyName}[index].CopyFrom(source.{group.Spec.PropertyName}[index]);");
+            }
+            _w.Line("Length = source.Length;");
+            _w.Close();
+            _w.Line();
+            _w.Line("/// <summary>A new state of the same model and capacity holding a copy of this one (see <see cref=\"CopyFrom(State)\"/>).</summary>");
+            _w.Open("public State Clone()");
+            _w.Line("State copy = Owner.CreateState(Capacity);");
+            _w.Line("copy.CopyFrom(this);");
+            _w.Line("return copy;");
+            _w.Close();
+            _w.Line();
+            _w.Line("global::Horizon.IModelState global::Horizon.Generation.IForkableModelState.Clone() => Clone();");
+            _w.Line();
+            _w.Open("void global::Horizon.Generation.IForkableModelState.CopyFrom(global::Horizon.IModelState source)");
+            _w.Line("global::System.ArgumentNullException.ThrowIfNull(source);");
+            _w.Line("if (source is not State own)");
+            _w.Line($"    throw new global::System.ArgumentException(\"the state is a \" + source.GetType().FullName + \", not a {Spec.Namespace}.{ClassName}.State\", nameof(source));");
+            _w.Line("CopyFrom(own);");
             _w.Close();
             _w.Line();
             _w.Line("internal void Advance(int count) => Length += count;");
@@ -675,9 +726,16 @@ namespace Horizon.Generators.Emitter
             _w.Line("var residual = new global::System.Span<float>(residualBuffer, 0, size);");
             _w.Line("var normed = new global::System.Span<float>(normedBuffer, 0, size);");
             _w.Line("var branch = new global::System.Span<float>(branchBuffer, 0, size);");
+            _w.Line("// Residual-stream hook points: after every layer; one null check per layer when none is installed.");
+            _w.Line("global::Horizon.Generation.IResidualHook? hook = state.ResidualHook;");
+            _w.Line("int position = state.Length;");
             _w.Line($"global::Horizon.Cpu.CpuKernels.Embedding({embedding.PropertyName}, tokens, residual);");
+            string layerOffset = "";
             foreach (var group in _groups)
-                EmitGroupForward(group);
+            {
+                EmitGroupForward(group, layerOffset);
+                layerOffset += group.Spec.PropertyName + ".Length + ";
+            }
             _w.Line();
             _finalNorm.Emitter.EmitForward(_w, _finalNorm.Context, "residual", "normed", Spec.FinalNorm.PropertyName, null, "count");
             _w.Line($"global::Horizon.Cpu.CpuKernels.Linear(normed, count, {Spec.LmHead.PropertyName}, global::System.ReadOnlySpan<float>.Empty, logits.Slice(0, count * vocab));");
@@ -692,7 +750,8 @@ namespace Horizon.Generators.Emitter
             _w.Line();
         }
 
-        private void EmitGroupForward(GroupPlan group)
+        /// <param name="layerOffset">C# for the layers of the groups before this one, each followed by " + " (empty for the first).</param>
+        private void EmitGroupForward(GroupPlan group, string layerOffset)
         {
             bool stateful = group.StatefulNodes.Any();
             _w.Line();
@@ -708,6 +767,8 @@ namespace Horizon.Generators.Emitter
             EmitNodeForward(nodes[2], "residual", "normed");
             EmitNodeForward(nodes[3], "normed", "branch");
             _w.Line("global::Horizon.Cpu.CpuKernels.Add(residual, branch);");
+            _w.Line("if (hook is not null)");
+            _w.Line($"    hook.AfterLayer({layerOffset}index, position, count, width, residual);");
             _w.Close();
         }
 

@@ -393,7 +393,7 @@ namespace Horizon.Generators.Parser
         private static readonly string[] ModelMembers = { "Architectures", "Sizes", "Info", "VocabSize", "Load", "CreateState", "Forward", "Dispose", "Dimensions", "State" };
 
         /// <summary>The State class has a property per block group next to these.</summary>
-        private static readonly string[] StateMembers = { "Length", "Capacity", "Reset", "Advance", "Owner" };
+        private static readonly string[] StateMembers = { "Length", "Capacity", "Reset", "Advance", "Owner", "ResidualHook", "LayerCount", "CopyFrom", "Clone" };
 
         /// <summary>
         /// Names become C# members: two spec names that turn into the same C# name (self_attn and selfAttn), or a
@@ -422,7 +422,7 @@ namespace Horizon.Generators.Parser
             foreach (var block in blocks)
             {
                 string weights = block.Spec.PropertyName + "Weights", state = block.Spec.PropertyName + "State";
-                var nodes = new MemberScope(this, $"{weights} and {state}", ObjectMembers, RecordMembers, new[] { weights, state, "Reset" });
+                var nodes = new MemberScope(this, $"{weights} and {state}", ObjectMembers, RecordMembers, new[] { weights, state, "Reset", "CopyFrom" });
                 foreach (var node in block.Nodes)
                     nodes.Add(node.Spec.PropertyName, node.Spec.Name, "node", node.NameNode);
             }

@@ -58,6 +58,19 @@ public sealed class InferenceSession : IDisposable
         _stepLogits = new float[model.VocabSize];
     }
 
+    /// <summary>A copy of <paramref name="source"/>: same model, tokenizer and config; a deep copy of the state and tokens.</summary>
+    private InferenceSession(InferenceSession source, IModelState state)
+    {
+        Model = source.Model;
+        Tokenizer = source.Tokenizer;
+        PrefillChunkSize = source.PrefillChunkSize;
+        GenerationConfig = source.GenerationConfig;
+        _state = state;
+        _tokens.AddRange(source._tokens);
+        _lastLogits = (float[])source._lastLogits.Clone();
+        _stepLogits = new float[source._stepLogits.Length];
+    }
+
     public ICausalLanguageModel Model { get; }
 
     /// <summary>The tokenizer for text prompts and streamed text; null for a token-only session.</summary>
@@ -215,6 +228,37 @@ public sealed class InferenceSession : IDisposable
         string rest = matcher.Stopped ? "" : matcher.Append(decoder?.Flush() ?? "") + matcher.Flush();
         var usage = new GenerationUsage(toPrefill, cached, generated, prefillTime, clock.Elapsed, seed);
         yield return new GenerationUpdate(-1, rest) { FinishReason = finish, Usage = usage };
+    }
+
+    /// <summary>
+    /// A new session that starts where this one is: the same tokens, and a copy of every layer's cache and state
+    /// (fork/snapshot). A long prefix is prefilled once, then each fork continues it on its own; continuing a
+    /// fork gives what recomputing its whole token sequence from scratch would. The copy takes the memory of the
+    /// state again; the residual hook is not carried over.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model's state cannot be copied (a model generated without fork support).</exception>
+    public InferenceSession Fork()
+    {
+        using var _ = Enter();
+        if (State is not IForkableModelState forkable)
+            throw new NotSupportedException($"the state of {Model.GetType().Name} cannot be copied (its model class was generated without fork support)");
+        return new InferenceSession(this, forkable.Clone());
+    }
+
+    /// <summary>
+    /// The residual-stream hook run after every layer of every Forward of this session (steering, reading
+    /// activations); null for none. See <see cref="IResidualHook"/>.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model's state has no hook points.</exception>
+    public IResidualHook? ResidualHook
+    {
+        get => (State as ISteerableModelState)?.ResidualHook;
+        set
+        {
+            if (State is not ISteerableModelState steerable)
+                throw new NotSupportedException($"the state of {Model.GetType().Name} has no residual-stream hook points (its model class was generated without them)");
+            steerable.ResidualHook = value;
+        }
     }
 
     /// <summary>Forgets every token.</summary>
