@@ -15,7 +15,7 @@ public class AttentionBenchmark
 {
     private const int Warmup = 3, Repeats = 20;
 
-    private static void Write(string line)
+    internal static void Write(string line)
     {
         Log.Write(line);
         string? path = Environment.GetEnvironmentVariable("HORIZON_BENCH_OUT");
@@ -23,7 +23,7 @@ public class AttentionBenchmark
             File.AppendAllText(path, line + Environment.NewLine);
     }
 
-    private static double MedianMilliseconds(CudaStream stream, Action launch)
+    internal static double MedianMilliseconds(CudaStream stream, Action launch)
     {
         var context = Gpu.Context;
         using var start = context.CreateEvent();
@@ -85,7 +85,7 @@ public class AttentionBenchmark
         Write(string.Create(CultureInfo.InvariantCulture, $"decode\t{batch}\t{heads}/{kvHeads}\t{keyCount}\t{headDim}\t{ms:F4}\t{bytes / (ms * 1e-3) / 1e9:F0}\tsplits={plan.Splits}"));
     }
 
-    private static void Fill(CudaDeviceVariable<BFloat16> variable, Random random)
+    internal static void Fill(CudaDeviceVariable<BFloat16> variable, Random random)
     {
         const int tile = 1 << 20;
         var values = Data.ToBf16(Data.Normal(random, tile));

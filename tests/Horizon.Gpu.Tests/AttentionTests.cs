@@ -149,6 +149,65 @@ public class AttentionTests
             Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
     }
 
+    public static IEnumerable<TestCaseData> SlidingWindowCases()
+    {
+        // batch, queries, keys, heads, kvHeads, headDim, queryStart, window
+        yield return new TestCaseData(1, 200, 200, 4, 2, 64, 0, 50).SetName("window 50 d64 GQA 200");
+        yield return new TestCaseData(2, 300, 300, 4, 4, 128, 0, 64).SetName("window 64 (one tile) d128 batch 2");
+        yield return new TestCaseData(1, 129, 1000, 2, 1, 128, 871, 100).SetName("window 100 d128 chunk 129 after 871 cached");
+        yield return new TestCaseData(1, 77, 77, 2, 2, 64, 0, 1).SetName("window 1 d64 (each query sees itself)");
+        yield return new TestCaseData(1, 500, 500, 2, 1, 128, 0, 1000).SetName("window over the length d128 (plain causal)");
+    }
+
+    /// <summary>Float32 reference: the CPU's masked attention with the sliding-window ranges (p − w, p].</summary>
+    private static float[] CpuSlidingWindow(float[] q, float[] k, float[] v, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim,
+        int queryStart, int window)
+    {
+        int qSize = queries * heads * headDim, kvSize = keyCount * kvHeads * headDim;
+        var output = new float[batch * qSize];
+        for (int b = 0; b < batch; b++)
+        {
+            CpuKernels.MaskedAttention(q.AsSpan(b * qSize, qSize), queries, heads, k.AsSpan(b * kvSize, kvSize), v.AsSpan(b * kvSize, kvSize),
+                keyCount, kvHeads, headDim,
+                r => AttentionKeyRanges.Single(Math.Max(0, queryStart + r - window + 1), queryStart + r + 1), output.AsSpan(b * qSize, qSize));
+        }
+        return output;
+    }
+
+    [TestCaseSource(nameof(SlidingWindowCases))]
+    public void Sliding_window_prefill_meets_the_flash_attention_rule(int batch, int queries, int keyCount, int heads, int kvHeads, int headDim,
+        int queryStart, int window)
+    {
+        var random = new Random(batch * 1000 + queries * 7 + keyCount + window);
+        float[] q = Data.RoundToBf16(Data.Normal(random, batch * queries * heads * headDim));
+        float[] k = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
+        float[] v = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
+        float[] reference = CpuSlidingWindow(q, k, v, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
+
+        // Keys before the first 64-key tile any query's window reaches are never read: NaN there must not show.
+        int unread = Math.Max(0, queryStart - window + 1) / CudaOps.PrefillKeyTile * CudaOps.PrefillKeyTile;
+        float[] kPoisoned = (float[])k.Clone(), vPoisoned = (float[])v.Clone();
+        for (int b = 0; b < batch; b++)
+        {
+            Array.Fill(kPoisoned, float.NaN, b * keyCount * kvHeads * headDim, unread * kvHeads * headDim);
+            Array.Fill(vPoisoned, float.NaN, b * keyCount * kvHeads * headDim, unread * kvHeads * headDim);
+        }
+
+        using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
+        using var dk = Context.Upload<BFloat16>(Data.ToBf16(kPoisoned));
+        using var dv = Context.Upload<BFloat16>(Data.ToBf16(vPoisoned));
+        using var dFlash = Context.Allocate<BFloat16>(q.Length);
+        using var dNaive = Context.Allocate<BFloat16>(q.Length);
+        dFlash.Fill(0xFF);
+        dNaive.Fill(0xFF);
+        Ops.SlidingWindowAttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
+        Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window: window);
+        Context.Synchronize();
+
+        AssertFlashRule($"sliding_window_prefill b={batch} n={queries} keys={keyCount} h={heads}/{kvHeads} d={headDim} start={queryStart} w={window} (keys < {unread} NaN)",
+            Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
+    }
+
     [Test]
     public void Unsupported_head_dim_is_refused_by_name()
     {

@@ -73,7 +73,7 @@ public class DriverTests
     [Test]
     public void A_missing_kernel_names_the_kernel_and_the_module()
     {
-        using var module = Context.LoadEmbeddedModule("elementwise");
+        using var module = Context.LoadEmbeddedModule(CudaElementwiseKernels.ModuleName);
         var e = Assert.Throws<CudaException>(() => module.GetKernel("no_such_kernel_f32"));
         Assert.That(e!.ErrorName, Is.EqualTo("CUDA_ERROR_NOT_FOUND"));
         Assert.That(e.Message, Does.Contain("no_such_kernel_f32").And.Contain("elementwise"));
@@ -89,19 +89,25 @@ public class DriverTests
     }
 
     [Test]
-    public unsafe void A_refused_launch_raises_at_the_launch()
+    public void A_refused_launch_raises_at_the_launch()
     {
-        using var module = Context.LoadEmbeddedModule("elementwise");
-        var kernel = module.GetKernel("add_f32");
+        var kernels = CudaElementwiseKernels.Load(Context);
+        using var module = kernels.Module;
         using var x = Context.Allocate<float>(4);
-        ulong p = x.DevicePointer;
-        long n = 4;
-        void** args = stackalloc void*[] { &p, &p, &n };
-        // SAFETY: arguments of add_f32(float*, const float*, long long) on a 4-element variable; the block of 2048
+        // The typed launcher of add_f32(float*, const float*, long long) on a 4-element variable; the block of 2048
         // threads is over the device's 1024 limit, so the driver refuses the launch before anything runs.
-        var e = Assert.Throws<CudaException>(() => kernel.Launch(new Dim3(1), new Dim3(2048), 0, null, args));
+        var e = Assert.Throws<CudaException>(() => kernels.AddF32(1u, 2048u, 0, null, x, x, 4));
         Assert.That(e!.Message, Does.Contain("cuLaunchKernel").And.Contain("add_f32"));
         Context.Synchronize(); // nothing was queued: the context is still healthy
+    }
+
+    [Test]
+    public void Every_generated_kernel_is_in_the_loaded_ptx()
+    {
+        // The launchers are generated from native/*.cu; the PTX loaded here (embedded, or HORIZON_PTX_DIR) must hold
+        // every one of their kernels, so no launch can fail to find its function.
+        foreach (var (module, name) in CudaKernelCatalog.All)
+            Assert.That(Gpu.Ops.GetKernel(name).Name, Is.EqualTo(name), $"{module}: {name}");
     }
 
     [Test]

@@ -175,7 +175,6 @@ public class BlockTransformerTests
         BlockTransformer.Forward(tokens, weights, options, new BlockTransformerState(options, length, padding), prefill);
 
         var state = new BlockTransformerState(options, length, padding);
-        float[] blockKeys = state.BlockCaches[0].Keys, localKeys = state.LocalCaches[0].Keys;
         var step = new float[vocab];
         double maxDelta = 0;
         int maxLocal = 0;
@@ -198,8 +197,10 @@ public class BlockTransformerTests
         Assert.That(maxDelta, Is.LessThanOrEqualTo(1e-4), "decode vs prefill");
         Assert.That(maxLocal, Is.EqualTo(options.LocalCapacity), "the bound R + L_B − 1 is reached, never passed");
         Assert.That(state.LocalCaches[0].Capacity, Is.EqualTo(options.LocalCapacity));
-        Assert.That(state.BlockCaches[0].Keys, Is.SameAs(blockKeys));
-        Assert.That(state.LocalCaches[0].Keys, Is.SameAs(localKeys), "the local cache is reused, never reallocated");
+        // The caches are paged: the block caches hold the pages their blocks fill, the local caches one page of
+        // R + L_B − 1 entries at most.
+        Assert.That(state.BlockCaches[0].PagesHeld, Is.EqualTo((state.Blocks + state.BlockCaches[0].PageTokens - 1) / state.BlockCaches[0].PageTokens));
+        Assert.That(state.LocalCaches[0].ByteSize, Is.LessThanOrEqualTo(state.LocalCaches[0].MaxByteSize), "the local cache never holds more than its R + L_B − 1 entries");
     }
 
     [TestCase("main", new[] { 1, 2, 3, 5, 7, 11, 2 })]

@@ -114,7 +114,7 @@ public static unsafe partial class CpuKernels
     /// Everything p reads lies at positions ≤ p.
     /// </summary>
     /// <remarks>
-    /// Each segment of new rows that falls in one chunk is one <see cref="CausalAttention"/> call over the keys
+    /// Each segment of new rows that falls in one chunk is one <see cref="CausalAttention(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, Span{float})"/> call over the keys
     /// [agents of chunks 0 … c − 1 | raw keys of chunk c], laid out per query head (agents differ per head, raw
     /// keys are repeated over the heads of a group); the segment starts at key row c·n + o, so the causal prefix
     /// is exactly U(p). A chunk's agents are pooled when its last token arrives and stored in the state.

@@ -53,32 +53,30 @@ public static class BlockTransformerKernels
             throw new HorizonException($"KV cache full: capacity {cache.Capacity}, {start} tokens cached, cannot append {rows} more");
 
         int hidden = options.Hidden, heads = options.Heads, headDim = options.HeadDim;
-        int total = start + rows;
         float[] queryBuffer = ArrayPool<float>.Shared.Rent(rows * hidden);
         float[] attendedBuffer = ArrayPool<float>.Shared.Rent(rows * hidden);
+        // New keys and values go straight into their cache page (staged when the rows cross pages), (rows, heads, d) each.
+        using var append = cache.BeginAppend(rows);
         try
         {
             Span<float> queries = queryBuffer.AsSpan(0, rows * hidden);     // (rows, heads, d)
             Span<float> attended = attendedBuffer.AsSpan(0, rows * hidden); // (rows, heads, d)
-            // New keys and values go straight into their cache slots, (rows, heads, d) each.
-            Span<float> newKeys = cache.Keys.AsSpan(start * hidden, rows * hidden);
-            Span<float> newValues = cache.Values.AsSpan(start * hidden, rows * hidden);
+            Span<float> newKeys = append.Keys;
+            Span<float> newValues = append.Values;
             ProjectFused(x, rows, weights, options, queries, newKeys, newValues);
             CpuKernels.Rope(queries, rows, heads, headDim, start, options.Rope);
             CpuKernels.Rope(newKeys, rows, heads, headDim, start, options.Rope);
-            CpuKernels.CausalAttention(
-                queries, rows, heads,
-                cache.Keys.AsSpan(0, total * hidden), cache.Values.AsSpan(0, total * hidden), total, heads, headDim,
-                queryStart: start, attended);
+            append.Store();
+            CpuKernels.CausalAttention(queries, rows, heads, cache, queryStart: start, attended);
             CpuKernels.Linear(attended, rows, weights.Dense, weights.DenseBias, y);
+            // Only now are the new entries valid: a failure above leaves the cache as it was.
+            append.Commit();
         }
         finally
         {
             ArrayPool<float>.Shared.Return(queryBuffer);
             ArrayPool<float>.Shared.Return(attendedBuffer);
         }
-        // Only now are the new entries valid: a failure above leaves the cache as it was.
-        cache.Length = total;
     }
 
     // ---------------------------------------------------------------- gpt_neox_layer
@@ -418,8 +416,7 @@ public static class BlockTransformerKernels
             Span<float> keys = keyBuffer.AsSpan(0, keyCount * hidden);      // (cached + rows, heads, d)
             Span<float> values = valueBuffer.AsSpan(0, keyCount * hidden);  // (cached + rows, heads, d)
             Span<float> attended = attendedBuffer.AsSpan(0, rows * hidden); // (rows, heads, d)
-            local.Keys.AsSpan(0, cached * hidden).CopyTo(keys);
-            local.Values.AsSpan(0, cached * hidden).CopyTo(values);
+            local.CopyTo(0, cached, keys, values);
             Span<float> newKeys = keys[(cached * hidden)..];
             Span<float> newValues = values[(cached * hidden)..];
             ProjectFused(x, rows, weights, options, queries, newKeys, newValues);
@@ -440,10 +437,9 @@ public static class BlockTransformerKernels
             CpuKernels.Linear(attended, rows, weights.Dense, weights.DenseBias, y);
 
             int keep = cached + last.FirstRow; // key row of the last segment's first row
-            int target = last.Continues ? local.Length : 0;
-            keys.Slice(keep * hidden, last.Rows * hidden).CopyTo(local.Keys.AsSpan(target * hidden));
-            values.Slice(keep * hidden, last.Rows * hidden).CopyTo(local.Values.AsSpan(target * hidden));
-            local.Length = after;
+            if (!last.Continues)
+                local.Reset();
+            local.Append(keys.Slice(keep * hidden, last.Rows * hidden), values.Slice(keep * hidden, last.Rows * hidden));
         }
         finally
         {

@@ -425,18 +425,18 @@ public static unsafe partial class CpuKernels
 
         int heads = options.Heads, kvHeads = options.KvHeads, headDim = options.HeadDim;
         int queryWidth = heads * headDim;  // floats per token of q and of the attention output
-        int kvWidth = kvHeads * headDim;   // floats per token of k and of v
-        int total = start + rows;
 
         float[] queryBuffer = ArrayPool<float>.Shared.Rent(rows * queryWidth);
         float[] attendedBuffer = ArrayPool<float>.Shared.Rent(rows * queryWidth);
+        // New keys and values are projected straight into their cache page (or into staging when the rows cross
+        // a page boundary): (rows, kv_heads, d) each. Without the commit at the end the cache is left as it was.
+        using var append = cache.BeginAppend(rows);
         try
         {
             Span<float> queries = queryBuffer.AsSpan(0, rows * queryWidth);     // (rows, heads, d)
             Span<float> attended = attendedBuffer.AsSpan(0, rows * queryWidth); // (rows, heads, d)
-            // New keys and values are projected straight into their cache slots: (rows, kv_heads, d) each.
-            Span<float> newKeys = cache.Keys.AsSpan(start * kvWidth, rows * kvWidth);
-            Span<float> newValues = cache.Values.AsSpan(start * kvWidth, rows * kvWidth);
+            Span<float> newKeys = append.Keys;
+            Span<float> newValues = append.Values;
 
             Linear(x, rows, weights.Query, weights.QueryBias, queries);
             Linear(x, rows, weights.Key, weights.KeyBias, newKeys);
@@ -447,20 +447,18 @@ public static unsafe partial class CpuKernels
                 Rope(newKeys, rows, kvHeads, headDim, start, rope);
             }
 
-            CausalAttention(
-                queries, rows, heads,
-                cache.Keys.AsSpan(0, total * kvWidth), cache.Values.AsSpan(0, total * kvWidth), total, kvHeads, headDim,
-                queryStart: start, attended);
+            append.Store();
+            CausalAttention(queries, rows, heads, cache, queryStart: start, attended);
 
             Linear(attended, rows, weights.Output, weights.OutputBias, y);
+            // Only now are the new entries valid: a failure above leaves the cache as it was.
+            append.Commit();
         }
         finally
         {
             ArrayPool<float>.Shared.Return(queryBuffer);
             ArrayPool<float>.Shared.Return(attendedBuffer);
         }
-        // Only now are the new entries valid: a failure above leaves the cache as it was.
-        cache.Length = total;
     }
 
     private static void ValidateAttentionLayer(ReadOnlySpan<float> x, int rows, AttentionWeights weights, AttentionOptions options, KvCache cache, Span<float> y)

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Horizon.Ops;
 
 namespace Horizon.Cpu;
 
@@ -40,18 +41,8 @@ public static unsafe partial class CpuKernels
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int keyCount, int kvHeads, int headDim,
         int queryStart, Span<float> output)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(queries);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(heads);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(kvHeads);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
-        ArgumentOutOfRangeException.ThrowIfNegative(queryStart);
         ArgumentOutOfRangeException.ThrowIfNegative(keyCount);
-        if (heads % kvHeads != 0)
-            throw new ArgumentException($"CausalAttention: heads {heads} is not a multiple of kv_heads {kvHeads}", nameof(kvHeads));
-        if (q.Length != (long)queries * heads * headDim)
-            throw new ArgumentException($"CausalAttention: q has {q.Length} floats, expected queries {queries} × heads {heads} × head_dim {headDim}", nameof(q));
-        if (output.Length != q.Length)
-            throw new ArgumentException($"CausalAttention: output has {output.Length} floats, expected {q.Length} (same shape as q)", nameof(output));
+        CheckCausalQueries(q, queries, heads, kvHeads, headDim, queryStart, output);
         long kvLength = (long)keyCount * kvHeads * headDim;
         if (keys.Length != kvLength || values.Length != kvLength)
             throw new ArgumentException($"CausalAttention: keys/values have {keys.Length}/{values.Length} floats, expected keys {keyCount} × kv_heads {kvHeads} × head_dim {headDim} = {kvLength}", nameof(keys));
@@ -62,17 +53,67 @@ public static unsafe partial class CpuKernels
         if (queries == 0)
             return;
 
+        fixed (float* keysPinned = keys, valuesPinned = values)
+            RunCausal(q, queries, heads, KeyValueSource.Contiguous(keysPinned, valuesPinned, keys.Length), kvHeads, headDim, queryStart, output);
+    }
+
+    /// <summary>
+    /// <see cref="CausalAttention(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>
+    /// over the keys and values held in a paged <see cref="KvCache"/>: the same work items, tiles and arithmetic, so
+    /// the result is bit-identical to gathering the cache into contiguous arrays first. A page is a whole number of
+    /// key tiles, so each key tile lies in one page; the page is looked up once per tile.
+    /// </summary>
+    /// <param name="q">(queries, heads, headDim): query vectors, RoPE already applied.</param>
+    /// <param name="queries">Number of query tokens.</param>
+    /// <param name="heads">Query heads per token; a multiple of the cache's kv_heads.</param>
+    /// <param name="cache">
+    /// Keys and values; query r attends to its tokens 0 … queryStart + r, which it must hold (its Length, or the
+    /// rows of an open append once <see cref="KvAppend.Store"/> was called).
+    /// </param>
+    /// <param name="queryStart">Absolute position of query 0.</param>
+    /// <param name="output">(queries, heads, headDim); must not overlap q or the cache.</param>
+    public static void CausalAttention(ReadOnlySpan<float> q, int queries, int heads, KvCache cache, int queryStart, Span<float> output)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        CheckCausalQueries(q, queries, heads, cache.KvHeads, cache.HeadDim, queryStart, output);
+        if ((long)queryStart + queries > cache.ReadableLength)
+            throw new ArgumentException($"CausalAttention: the last query (position {(long)queryStart + queries - 1}) needs {(long)queryStart + queries} keys, the cache holds only {cache.ReadableLength}", nameof(cache));
+        if (output.Overlaps(q))
+            throw new ArgumentException("CausalAttention: output must not overlap q", nameof(output));
+        if (queries == 0)
+            return;
+        RunCausal(q, queries, heads, KeyValueSource.Paged(cache), cache.KvHeads, cache.HeadDim, queryStart, output);
+    }
+
+    /// <summary>The argument checks the contiguous and the paged CausalAttention share.</summary>
+    private static void CheckCausalQueries(ReadOnlySpan<float> q, int queries, int heads, int kvHeads, int headDim, int queryStart, Span<float> output)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(queries);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(heads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(kvHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
+        ArgumentOutOfRangeException.ThrowIfNegative(queryStart);
+        if (heads % kvHeads != 0)
+            throw new ArgumentException($"CausalAttention: heads {heads} is not a multiple of kv_heads {kvHeads}", nameof(kvHeads));
+        if (q.Length != (long)queries * heads * headDim)
+            throw new ArgumentException($"CausalAttention: q has {q.Length} floats, expected queries {queries} × heads {heads} × head_dim {headDim}", nameof(q));
+        if (output.Length != q.Length)
+            throw new ArgumentException($"CausalAttention: output has {output.Length} floats, expected {q.Length} (same shape as q)", nameof(output));
+    }
+
+    private static void RunCausal(ReadOnlySpan<float> q, int queries, int heads, in KeyValueSource source, int kvHeads, int headDim, int queryStart, Span<float> output)
+    {
         var plan = new AttentionPlan(queries, heads, kvHeads, headDim, queryStart, keyRanges: null);
         // Multiply-adds: q·k and p·v for every (query, head, visible key), the keys averaging queryStart + queries/2.
         long work = 2L * queries * heads * headDim * (queryStart + (queries + 1) / 2);
-        RunAttentionItems(q, keys, values, output, plan, work);
+        RunAttentionItems(q, source, output, plan, work);
     }
 
     /// <summary>
     /// Multi-head softmax attention in which each query row sees an arbitrary set of keys given as at most two index
     /// ranges: o = softmax(q kᵀ / √d + mask) v per head, the mask being 0 inside
     /// <paramref name="keyRanges"/>(row) and −∞ outside. The same tiled online softmax as
-    /// <see cref="CausalAttention"/> (Dao et al. 2022, Algorithm 1), and key tiles that no row of a query tile sees
+    /// <see cref="CausalAttention(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, Span{float})"/> (Dao et al. 2022, Algorithm 1), and key tiles that no row of a query tile sees
     /// are skipped, so the cost is proportional to the visible keys (plus at most one partial tile per range and
     /// query tile), not to <paramref name="keyCount"/>. Used by the attention variants whose masks are not a
     /// causal prefix: sliding windows with global tokens, pooled core tokens plus a local window.
@@ -92,7 +133,7 @@ public static unsafe partial class CpuKernels
     /// <param name="output">(queries, heads, headDim); must not overlap the inputs.</param>
     /// <remarks>
     /// With <c>keyRanges(r) = [0, queryStart + r + 1)</c> the result is bit-identical to
-    /// <see cref="CausalAttention"/>: the same tiles, in the same order, with the same arithmetic.
+    /// <see cref="CausalAttention(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>: the same tiles, in the same order, with the same arithmetic.
     /// </remarks>
     public static void MaskedAttention(
         ReadOnlySpan<float> q, int queries, int heads,
@@ -138,7 +179,8 @@ public static unsafe partial class CpuKernels
                 visibleKeys += ranges.Count;
             }
             var plan = new AttentionPlan(queries, heads, kvHeads, headDim, queryStart: 0, table);
-            RunAttentionItems(q, keys, values, output, plan, 2L * heads * headDim * visibleKeys);
+            fixed (float* keysPinned = keys, valuesPinned = values)
+                RunAttentionItems(q, KeyValueSource.Contiguous(keysPinned, valuesPinned, keys.Length), output, plan, 2L * heads * headDim * visibleKeys);
         }
         finally
         {
@@ -147,34 +189,84 @@ public static unsafe partial class CpuKernels
     }
 
     /// <summary>Runs every work item of <paramref name="plan"/>, inline or on the thread pool depending on <paramref name="work"/>.</summary>
+    /// <remarks>Contiguous keys and values must stay pinned (<see cref="KeyValueSource.Contiguous"/>) until this returns.</remarks>
     private static void RunAttentionItems(
-        ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output,
+        ReadOnlySpan<float> q, KeyValueSource source, Span<float> output,
         AttentionPlan plan, long work)
     {
         int items = plan.ItemCount;
         int chunks = Parallelism.ChunkCount(items, work, MinWorkPerChunk) == 1 ? 1 : items;
 
-        fixed (float* qPinned = q, keysPinned = keys, valuesPinned = values, outputPinned = output)
+        fixed (float* qPinned = q, outputPinned = output)
         {
-            float* qPointer = qPinned, keysPointer = keysPinned, valuesPointer = valuesPinned, outputPointer = outputPinned;
+            float* qPointer = qPinned, outputPointer = outputPinned;
             int qLength = q.Length;
-            int kvLengthInt = keys.Length;
             Parallelism.For(chunks, plan.ScratchFloats, (chunk, scratch) =>
             {
                 var queryView = new ReadOnlySpan<float>(qPointer, qLength);
-                var keyView = new ReadOnlySpan<float>(keysPointer, kvLengthInt);
-                var valueView = new ReadOnlySpan<float>(valuesPointer, kvLengthInt);
                 var outputView = new Span<float>(outputPointer, qLength);
                 // Inline (one chunk): every item in turn; parallel: chunk i is item i.
                 int first = chunks == 1 ? 0 : chunk;
                 int last = chunks == 1 ? items : chunk + 1;
                 for (int item = first; item < last; item++)
-                    AttentionItem(queryView, keyView, valueView, outputView, plan, item, scratch);
+                    AttentionItem(queryView, source, outputView, plan, item, scratch);
             });
         }
     }
 
-    /// <summary>How one <see cref="CausalAttention"/> or <see cref="MaskedAttention"/> call is cut into work items.</summary>
+    /// <summary>
+    /// Where work items read their key and value tiles: one contiguous (keyCount, kv_heads, d) pair of arrays
+    /// (pinned by the caller), or the pages of a <see cref="KvCache"/>. Either way a tile is one span at stride
+    /// kv_heads · d, so the tile arithmetic is the same.
+    /// </summary>
+    private readonly struct KeyValueSource
+    {
+        private readonly float* _keys;
+        private readonly float* _values;
+        private readonly int _length;
+        private readonly KvPage?[]? _pages;
+        private readonly int _pageTokens;
+
+        private KeyValueSource(float* keys, float* values, int length, KvPage?[]? pages, int pageTokens)
+        {
+            _keys = keys;
+            _values = values;
+            _length = length;
+            _pages = pages;
+            _pageTokens = pageTokens;
+        }
+
+        /// <summary>Keys and values of <paramref name="length"/> floats each at pinned addresses.</summary>
+        public static KeyValueSource Contiguous(float* keys, float* values, int length) => new(keys, values, length, null, 0);
+
+        /// <summary>The pages of <paramref name="cache"/> as they are now (the cache must not change during the call).</summary>
+        public static KeyValueSource Paged(KvCache cache) => new(null, null, 0, cache.PageTable, cache.PageTokens);
+
+        /// <summary>
+        /// Keys and values from token <paramref name="keyStart"/>, head <paramref name="kvHead"/> on: (tileKeys, d) at
+        /// stride <paramref name="kvStride"/>, all inside one page.
+        /// </summary>
+        public void Tile(int keyStart, int tileKeys, int kvHead, int kvStride, int headDim, out ReadOnlySpan<float> keyTile, out ReadOnlySpan<float> valueTile)
+        {
+            if (_pages is null)
+            {
+                int keyOffset = keyStart * kvStride + kvHead * headDim; // key/value row keyStart of this head
+                keyTile = new ReadOnlySpan<float>(_keys + keyOffset, _length - keyOffset);
+                valueTile = new ReadOnlySpan<float>(_values + keyOffset, _length - keyOffset);
+                return;
+            }
+            int page = keyStart / _pageTokens;
+            int inPage = keyStart - page * _pageTokens;
+            if (inPage + tileKeys > _pageTokens)
+                throw new InvalidOperationException($"attention: key tile [{keyStart}, {keyStart + tileKeys}) crosses a KV cache page boundary ({_pageTokens} tokens per page)");
+            KvPage held = _pages[page]!;
+            int offset = inPage * kvStride + kvHead * headDim;
+            keyTile = held.Keys.AsSpan(offset);
+            valueTile = held.Values.AsSpan(offset);
+        }
+    }
+
+    /// <summary>How one <see cref="CausalAttention(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, Span{float})"/> or <see cref="MaskedAttention"/> call is cut into work items.</summary>
     private readonly struct AttentionPlan
     {
         public AttentionPlan(int queries, int heads, int kvHeads, int headDim, int queryStart, int[]? keyRanges)
@@ -214,7 +306,7 @@ public static unsafe partial class CpuKernels
 
         /// <summary>
         /// (queries, 4): Start0, End0, Start1, End1 of the keys each row sees (<see cref="MaskedAttention"/>), or
-        /// null for the causal mask of <see cref="CausalAttention"/> (row r sees [0, QueryStart + r + 1)).
+        /// null for the causal mask of <see cref="CausalAttention(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, Span{float})"/> (row r sees [0, QueryStart + r + 1)).
         /// </summary>
         public int[]? KeyRanges { get; }
 
@@ -233,7 +325,7 @@ public static unsafe partial class CpuKernels
     /// last row's position).
     /// </summary>
     private static void AttentionItem(
-        ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, Span<float> output,
+        ReadOnlySpan<float> q, in KeyValueSource source, Span<float> output,
         in AttentionPlan plan, int item, float[] scratch)
     {
         int headDim = plan.HeadDim;
@@ -318,7 +410,7 @@ public static unsafe partial class CpuKernels
             int spanStart = span == 0 ? spanStart0 : spanStart1;
             int spanEnd = span == 0 ? spanEnd0 : spanEnd1;
             for (int keyStart = spanStart; keyStart < spanEnd; keyStart += KeyTileSize)
-                AttentionKeyTile(keys, values, plan, kvHead, keyStart, Math.Min(KeyTileSize, spanEnd - keyStart),
+                AttentionKeyTile(source, plan, kvHead, keyStart, Math.Min(KeyTileSize, spanEnd - keyStart),
                     rowRanges, vectors, headCount, queryTile, accumulator, scores, runningMax, runningSum);
         }
 
@@ -337,15 +429,14 @@ public static unsafe partial class CpuKernels
     /// <paramref name="rowRanges"/> (rows, 4).
     /// </summary>
     private static void AttentionKeyTile(
-        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, in AttentionPlan plan, int kvHead, int keyStart, int tileKeys,
+        in KeyValueSource source, in AttentionPlan plan, int kvHead, int keyStart, int tileKeys,
         ReadOnlySpan<int> rowRanges, int vectors, int headCount,
         ReadOnlySpan<float> queryTile, Span<float> accumulator, Span<float> scores, Span<float> runningMax, Span<float> runningSum)
     {
         int headDim = plan.HeadDim;
         int kvStride = plan.KvHeads * headDim; // floats between consecutive tokens of one key/value head
-        int keyOffset = keyStart * kvStride + kvHead * headDim; // key/value row keyStart of this head
-        ReadOnlySpan<float> keyTile = keys[keyOffset..];     // (tileKeys, d) at stride kvStride
-        ReadOnlySpan<float> valueTile = values[keyOffset..]; // (tileKeys, d) at stride kvStride
+        // (tileKeys, d) at stride kvStride each, from key/value row keyStart of this head.
+        source.Tile(keyStart, tileKeys, kvHead, kvStride, headDim, out ReadOnlySpan<float> keyTile, out ReadOnlySpan<float> valueTile);
         int tileEnd = keyStart + tileKeys;
 
         // S = Q Kᵀ for the whole tile (vectors × tileKeys), queries already scaled by 1/√d.

@@ -52,6 +52,17 @@ public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanag
         }
     }
 
+    /// <summary>
+    /// The address of element <paramref name="offset"/> (0 … <see cref="Size"/>), for a kernel argument that points
+    /// into the variable; the variable must outlive the launches that use it.
+    /// </summary>
+    public DevicePointer<T> At(long offset)
+    {
+        if (offset < 0 || offset > Size)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"element {offset} is outside the variable's {Size}");
+        return new DevicePointer<T>(DevicePointer + (ulong)(offset * sizeof(T)));
+    }
+
     /// <summary>Copies <paramref name="source"/> to elements [offset, offset + source.Length) on the device.</summary>
     public void CopyToDevice(ReadOnlySpan<T> source, long offset = 0)
     {

@@ -51,11 +51,6 @@ public sealed record CudaReport(
 /// </summary>
 public static unsafe class CudaDiagnostics
 {
-    /// <summary>Sonames tried for cuBLAS (not used by the kernels yet; reported so a setup can be checked).</summary>
-    private static readonly string[] CublasCandidates = OperatingSystem.IsWindows()
-        ? ["cublas64_13.dll", "cublas64_12.dll"]
-        : ["libcublas.so.13", "libcublas.so.12", "libcublas.so"];
-
     public static CudaReport Describe()
     {
         var ptx = CudaPtx.Available();
@@ -109,16 +104,10 @@ public static unsafe class CudaDiagnostics
         return new CudaReport(count > 0, reason, CudaDriver.LoadedPath, versionResult == 0 ? version : null, devices, builds, cublas);
     }
 
+    /// <summary>Where cuBLAS is, as <see cref="CudaGemm"/> would load it (<see cref="CudaBlas.Probe"/>), or why it is not.</summary>
     private static string DescribeCublas()
     {
-        foreach (string name in CublasCandidates)
-        {
-            if (NativeLibrary.TryLoad(name, out nint handle))
-            {
-                NativeLibrary.Free(handle);
-                return $"{name} found (not used yet: GEMMs run on the CPU)";
-            }
-        }
-        return $"not found ({string.Join(", ", CublasCandidates)}; not used yet)";
+        var probe = CudaBlas.Probe();
+        return probe.Found ? $"{probe.Description}, used by CudaGemm" : $"off: {probe.Description}";
     }
 }

@@ -28,7 +28,7 @@ internal static unsafe partial class CudaDriver
 
     static CudaDriver()
     {
-        // An assembly has one resolver. Other native libraries of the CUDA backend (cuBLAS) belong in Resolve too.
+        // An assembly has one resolver, the driver's; cuBLAS (CudaBlas) takes its entry points as function pointers instead.
         NativeLibrary.SetDllImportResolver(typeof(CudaDriver).Assembly, Resolve);
     }
 

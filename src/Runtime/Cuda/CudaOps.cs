@@ -1,18 +1,19 @@
 namespace Horizon.Cuda;
 
 /// <summary>
-/// Typed launchers of Horizon's CUDA kernels (native/*.cu), one method per op, the same names and shapes as the CPU
-/// backend (<see cref="Cpu.CpuKernels"/>). Generic ops run in float32 for <c>float</c> and
-/// store bf16 for <see cref="BFloat16"/> (kernel <c>{op}_f32</c> / <c>{op}_bf16</c>).
+/// Horizon's CUDA ops (native/*.cu), one method per op, the same names and shapes as the CPU backend
+/// (<see cref="Cpu.CpuKernels"/>). Generic ops run in float32 for <c>float</c> and store bf16 for
+/// <see cref="BFloat16"/> (kernel <c>{op}_f32</c> / <c>{op}_bf16</c>).
 /// </summary>
 /// <remarks>
-/// Each launcher checks the sizes against the variables, computes the grid with CeilDiv, builds the kernel's
-/// argument array on its own stack and checks the launch's result right away (llm.c's launcher discipline). Nothing
-/// synchronises: work is queued on <c>stream</c> (null: the legacy default stream), and a fault of the running
-/// kernel surfaces at the next synchronising call. Modules are loaded on first use and kernels looked up once,
-/// cached by <see cref="KernelId"/> (candle's lazily loaded PTX modules).
+/// Each op checks the sizes against the variables, computes the grid with CeilDiv and queues its kernels through
+/// the typed launchers that the kernel generator emits from the kernels' C signatures
+/// (<see cref="CudaElementwiseKernels"/>, <see cref="CudaAttentionKernels"/>, <see cref="CudaGlaKernels"/>;
+/// docs/cuda.md, "Typed launchers"): the arguments are checked by the compiler, and no C# code here spells a kernel
+/// name. Nothing synchronises: work is queued on <c>stream</c> (null: the legacy default stream), and a fault of the
+/// running kernel surfaces at the next synchronising call. Modules are loaded on first use, kernels looked up once.
 /// </remarks>
-public sealed unsafe class CudaOps : IDisposable
+public sealed unsafe partial class CudaOps : IDisposable
 {
     /// <summary>Threads per block of the row-wise and elementwise kernels.</summary>
     private const int BlockThreads = 256;
@@ -29,34 +30,14 @@ public sealed unsafe class CudaOps : IDisposable
     private const int AttentionThreads = 128;
     private const int DefaultSharedLimit = 48 * 1024;
 
-    private enum KernelId
-    {
-        EmbeddingF32, EmbeddingBf16, RmsNormF32, RmsNormBf16, RopeF32, RopeBf16, SwiGluF32, SwiGluBf16,
-        AddF32, AddBf16, LogSoftmaxF32, LogSoftmaxBf16,
-        AttentionPrefillD64Bf16, AttentionPrefillD128Bf16, AttentionDecodeD64Bf16, AttentionDecodeD128Bf16,
-        AttentionDecodeCombineBf16, AttentionNaiveBf16,
-        Count,
-    }
-
-    private static readonly (string Module, string Name)[] KernelTable =
-    [
-        ("elementwise", "embedding_f32"), ("elementwise", "embedding_bf16"),
-        ("elementwise", "rms_norm_f32"), ("elementwise", "rms_norm_bf16"),
-        ("elementwise", "rope_f32"), ("elementwise", "rope_bf16"),
-        ("elementwise", "swiglu_f32"), ("elementwise", "swiglu_bf16"),
-        ("elementwise", "add_f32"), ("elementwise", "add_bf16"),
-        ("elementwise", "log_softmax_f32"), ("elementwise", "log_softmax_bf16"),
-        ("attention", "attention_prefill_d64_bf16"), ("attention", "attention_prefill_d128_bf16"),
-        ("attention", "attention_decode_d64_bf16"), ("attention", "attention_decode_d128_bf16"),
-        ("attention", "attention_decode_combine_bf16"), ("attention", "attention_naive_bf16"),
-    ];
-
-    /// <summary>Every kernel symbol the launchers use, by module (for docs and the PTX tests).</summary>
-    public static IReadOnlyList<(string Module, string Name)> Kernels => KernelTable;
+    /// <summary>Every kernel symbol the launchers can launch, by module (the generated <see cref="CudaKernelCatalog"/>).</summary>
+    public static IReadOnlyList<(string Module, string Name)> Kernels => CudaKernelCatalog.All;
 
     private readonly CudaContext _context;
-    private readonly Dictionary<string, CudaModule> _modules = new(StringComparer.Ordinal);
-    private readonly CudaKernel?[] _kernels = new CudaKernel?[(int)KernelId.Count];
+    private readonly object _gate = new();
+    private CudaElementwiseKernels? _elementwise;
+    private CudaAttentionKernels? _attention;
+    private CudaGlaKernels? _gla;
 
     public CudaOps(CudaContext context)
     {
@@ -66,65 +47,87 @@ public sealed unsafe class CudaOps : IDisposable
 
     public CudaContext Context => _context;
 
-    /// <summary>Loads every module now (otherwise on first use), so JIT compilation stays out of timings.</summary>
+    /// <summary>Loads every module and looks up every kernel now (otherwise on first use), so JIT compilation stays out of timings.</summary>
     public void Preload()
     {
-        for (int i = 0; i < (int)KernelId.Count; i++)
-            Kernel((KernelId)i);
+        Elementwise.LoadAll();
+        Attention.LoadAll();
+        Gla.LoadAll();
     }
 
-    /// <summary>The kernel <paramref name="name"/> (one of <see cref="Kernels"/>), loaded as the launchers load it.</summary>
+    /// <summary>The kernel <paramref name="name"/> (one of <see cref="Kernels"/>), loaded as the launchers load it (for its resource figures).</summary>
     public CudaKernel GetKernel(string name)
     {
-        int index = Array.FindIndex(KernelTable, k => k.Name == name);
-        if (index < 0)
-            throw new ArgumentException($"'{name}' is not a kernel of the CUDA backend", nameof(name));
-        return Kernel((KernelId)index);
-    }
-
-    private CudaKernel Kernel(KernelId id)
-    {
-        if (_kernels[(int)id] is { } kernel)
-            return kernel;
-        return LoadKernel(id);
-    }
-
-    private CudaKernel LoadKernel(KernelId id)
-    {
-        lock (_modules)
+        foreach (var (module, symbol) in CudaKernelCatalog.All)
         {
-            var (moduleName, name) = KernelTable[(int)id];
-            if (!_modules.TryGetValue(moduleName, out var module))
+            if (symbol != name)
+                continue;
+            return ModuleOf(module).GetKernel(name);
+        }
+        throw new ArgumentException($"'{name}' is not a kernel of the CUDA backend", nameof(name));
+    }
+
+    private CudaModule ModuleOf(string module) =>
+        module == CudaElementwiseKernels.ModuleName ? Elementwise.Module
+        : module == CudaAttentionKernels.ModuleName ? Attention.Module
+        : module == CudaGlaKernels.ModuleName ? Gla.Module
+        : throw new InvalidOperationException($"CudaOps does not load the kernel module '{module}'");
+
+    /// <summary>The launchers of native/elementwise.cu, loaded on first use.</summary>
+    public CudaElementwiseKernels Elementwise => _elementwise ?? Load(ref _elementwise, CudaElementwiseKernels.Load, null);
+
+    /// <summary>The launchers of native/attention.cu, loaded on first use (the prefill kernels opted in to their shared memory).</summary>
+    public CudaAttentionKernels Attention => _attention ?? Load(ref _attention, CudaAttentionKernels.Load, kernels =>
+    {
+        AllowSharedMemory(kernels.AttentionPrefillD64Bf16Kernel, PrefillSharedBytes(64));
+        AllowSharedMemory(kernels.AttentionPrefillD128Bf16Kernel, PrefillSharedBytes(128));
+    });
+
+    /// <summary>The launchers of native/gla.cu, loaded on first use (the output kernels opted in to their shared memory).</summary>
+    public CudaGlaKernels Gla => _gla ?? Load(ref _gla, CudaGlaKernels.Load, kernels =>
+    {
+        AllowSharedMemory(kernels.GlaChunkOutputF32Kernel, GlaOutputSharedBytes(MaxGlaHeadKDim));
+        AllowSharedMemory(kernels.GlaChunkOutputBf16Kernel, GlaOutputSharedBytes(MaxGlaHeadKDim));
+    });
+
+    private TKernels Load<TKernels>(ref TKernels? field, Func<CudaContext, TKernels> load, Action<TKernels>? configure) where TKernels : class
+    {
+        lock (_gate)
+        {
+            if (field is null)
             {
-                module = _context.LoadEmbeddedModule(moduleName);
-                _modules.Add(moduleName, module);
+                var kernels = load(_context);
+                configure?.Invoke(kernels);
+                field = kernels;
             }
-            var kernel = module.GetKernel(name);
-            int shared = id switch
-            {
-                KernelId.AttentionPrefillD64Bf16 => PrefillSharedBytes(64),
-                KernelId.AttentionPrefillD128Bf16 => PrefillSharedBytes(128),
-                _ => 0,
-            };
-            if (shared > DefaultSharedLimit)
-            {
-                if (shared > _context.MaxSharedMemoryPerBlockOptIn)
-                    throw new HorizonException($"{name} needs {shared} bytes of shared memory per block; {_context.DeviceName} allows {_context.MaxSharedMemoryPerBlockOptIn}");
-                kernel.SetMaxDynamicSharedMemory(shared);
-            }
-            _kernels[(int)id] = kernel;
-            return kernel;
+            return field;
         }
     }
 
-    private static KernelId Pick<T>(KernelId f32, KernelId bf16, string op) where T : unmanaged
+    /// <summary>Opts a kernel in to more than 48 KiB of dynamic shared memory, up to what the device allows.</summary>
+    private void AllowSharedMemory(CudaKernel kernel, int bytes)
+    {
+        if (bytes <= DefaultSharedLimit)
+            return;
+        if (bytes > _context.MaxSharedMemoryPerBlockOptIn)
+            throw new HorizonException($"{kernel.Name} needs {bytes} bytes of shared memory per block; {_context.DeviceName} allows {_context.MaxSharedMemoryPerBlockOptIn}");
+        kernel.SetMaxDynamicSharedMemory(bytes);
+    }
+
+    private static bool IsFloat<T>(string op) where T : unmanaged
     {
         if (typeof(T) == typeof(float))
-            return f32;
+            return true;
         if (typeof(T) == typeof(BFloat16))
-            return bf16;
+            return false;
         throw new NotSupportedException($"{op}: element type {typeof(T).Name} is not supported on CUDA (float, BFloat16)");
     }
+
+    /// <summary>The variable as a float pointer (T is float: checked by <see cref="IsFloat{T}"/>).</summary>
+    private static DevicePointer<float> F32<T>(CudaDeviceVariable<T> variable) where T : unmanaged => new(variable.DevicePointer);
+
+    /// <summary>The variable as a bf16 pointer (T is BFloat16: checked by <see cref="IsFloat{T}"/>).</summary>
+    private static DevicePointer<BFloat16> Bf16<T>(CudaDeviceVariable<T> variable) where T : unmanaged => new(variable.DevicePointer);
 
     private static void Require<T>(CudaDeviceVariable<T> variable, long elements, string op, string role) where T : unmanaged
     {
@@ -148,7 +151,7 @@ public sealed unsafe class CudaOps : IDisposable
         CudaDeviceVariable<T> y, CudaStream? stream = null) where T : unmanaged
     {
         const string op = "embedding";
-        var id = Pick<T>(KernelId.EmbeddingF32, KernelId.EmbeddingBf16, op);
+        bool f32 = IsFloat<T>(op);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocab);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
@@ -157,11 +160,12 @@ public sealed unsafe class CudaOps : IDisposable
         Require(y, (long)count * dim, op, nameof(y));
         if (count == 0)
             return;
-        ulong tableP = table.DevicePointer, tokensP = tokens.DevicePointer, yP = y.DevicePointer;
-        void** args = stackalloc void*[] { &tableP, &tokensP, &yP, &count, &dim, &vocab };
-        // SAFETY: 6 arguments of embedding_{f32,bf16}(const T*, const int*, T*, int count, int dim, int vocab); table,
-        // tokens and y hold vocab·dim, count and count·dim elements (checked above); one block per token row.
-        Kernel(id).Launch(new Dim3((uint)count), new Dim3(BlockThreads), 0, stream, args);
+        // table, tokens and y hold vocab·dim, count and count·dim elements (checked above); one block per token row.
+        var grid = new Dim3((uint)count);
+        if (f32)
+            Elementwise.EmbeddingF32(grid, BlockThreads, 0, stream, F32(table), tokens, F32(y), count, dim, vocab);
+        else
+            Elementwise.EmbeddingBf16(grid, BlockThreads, 0, stream, Bf16(table), tokens, Bf16(y), count, dim, vocab);
     }
 
     // ---------------------------------------------------------------- rms_norm
@@ -171,7 +175,7 @@ public sealed unsafe class CudaOps : IDisposable
         CudaStream? stream = null) where T : unmanaged
     {
         const string op = "rms_norm";
-        var id = Pick<T>(KernelId.RmsNormF32, KernelId.RmsNormBf16, op);
+        bool f32 = IsFloat<T>(op);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
         Require(x, (long)rows * dim, op, nameof(x));
@@ -179,11 +183,12 @@ public sealed unsafe class CudaOps : IDisposable
         Require(y, (long)rows * dim, op, nameof(y));
         if (rows == 0)
             return;
-        ulong xP = x.DevicePointer, gammaP = gamma.DevicePointer, yP = y.DevicePointer;
-        void** args = stackalloc void*[] { &xP, &gammaP, &yP, &rows, &dim, &eps };
-        // SAFETY: 6 arguments of rms_norm_{f32,bf16}(const T* x, const T* gamma, T* y, int rows, int dim, float eps);
-        // sizes checked above; one block of 256 threads (a multiple of 32, as block_sum needs) per row.
-        Kernel(id).Launch(new Dim3((uint)rows), new Dim3(BlockThreads), 0, stream, args);
+        // One block of 256 threads (a multiple of 32, as block_sum needs) per row.
+        var grid = new Dim3((uint)rows);
+        if (f32)
+            Elementwise.RmsNormF32(grid, BlockThreads, 0, stream, F32(x), F32(gamma), F32(y), rows, dim, eps);
+        else
+            Elementwise.RmsNormBf16(grid, BlockThreads, 0, stream, Bf16(x), Bf16(gamma), Bf16(y), rows, dim, eps);
     }
 
     // ---------------------------------------------------------------- rope
@@ -198,7 +203,7 @@ public sealed unsafe class CudaOps : IDisposable
         CudaDeviceVariable<double> inverseFrequencies, CudaStream? stream = null) where T : unmanaged
     {
         const string op = "rope";
-        var id = Pick<T>(KernelId.RopeF32, KernelId.RopeBf16, op);
+        bool f32 = IsFloat<T>(op);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(heads);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
@@ -210,12 +215,12 @@ public sealed unsafe class CudaOps : IDisposable
         if (rows == 0)
             return;
         const int threads = 64;
-        ulong xP = x.DevicePointer, freqP = inverseFrequencies.DevicePointer;
-        void** args = stackalloc void*[] { &xP, &freqP, &rows, &heads, &headDim, &rotaryDim, &startPosition };
-        // SAFETY: 7 arguments of rope_{f32,bf16}(T* x, const double* inv_freq, int rows, int heads, int head_dim,
-        // int rotary_dim, int start); x holds rows·heads·head_dim and inv_freq rotary_dim/2 elements; grid
-        // (rows, CeilDiv(rotary_dim/2, 64)).
-        Kernel(id).Launch(new Dim3((uint)rows, CeilDiv(rotaryDim / 2, threads)), new Dim3(threads), 0, stream, args);
+        // Grid (rows, CeilDiv(rotary_dim/2, 64)).
+        var grid = new Dim3((uint)rows, CeilDiv(rotaryDim / 2, threads));
+        if (f32)
+            Elementwise.RopeF32(grid, threads, 0, stream, F32(x), inverseFrequencies, rows, heads, headDim, rotaryDim, startPosition);
+        else
+            Elementwise.RopeBf16(grid, threads, 0, stream, Bf16(x), inverseFrequencies, rows, heads, headDim, rotaryDim, startPosition);
     }
 
     // ---------------------------------------------------------------- swiglu
@@ -225,17 +230,17 @@ public sealed unsafe class CudaOps : IDisposable
         CudaStream? stream = null) where T : unmanaged
     {
         const string op = "swiglu";
-        var id = Pick<T>(KernelId.SwiGluF32, KernelId.SwiGluBf16, op);
+        bool f32 = IsFloat<T>(op);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         Require(gate, n, op, nameof(gate));
         Require(up, n, op, nameof(up));
         Require(h, n, op, nameof(h));
         if (n == 0)
             return;
-        ulong gateP = gate.DevicePointer, upP = up.DevicePointer, hP = h.DevicePointer;
-        void** args = stackalloc void*[] { &gateP, &upP, &hP, &n };
-        // SAFETY: 4 arguments of swiglu_{f32,bf16}(const T* gate, const T* up, T* h, long long n); each holds n elements.
-        Kernel(id).Launch(new Dim3(StrideGrid(n)), new Dim3(BlockThreads), 0, stream, args);
+        if (f32)
+            Elementwise.SwigluF32(StrideGrid(n), BlockThreads, 0, stream, F32(gate), F32(up), F32(h), n);
+        else
+            Elementwise.SwigluBf16(StrideGrid(n), BlockThreads, 0, stream, Bf16(gate), Bf16(up), Bf16(h), n);
     }
 
     // ---------------------------------------------------------------- add
@@ -244,16 +249,16 @@ public sealed unsafe class CudaOps : IDisposable
     public void Add<T>(CudaDeviceVariable<T> acc, CudaDeviceVariable<T> x, long n, CudaStream? stream = null) where T : unmanaged
     {
         const string op = "add";
-        var id = Pick<T>(KernelId.AddF32, KernelId.AddBf16, op);
+        bool f32 = IsFloat<T>(op);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         Require(acc, n, op, nameof(acc));
         Require(x, n, op, nameof(x));
         if (n == 0)
             return;
-        ulong accP = acc.DevicePointer, xP = x.DevicePointer;
-        void** args = stackalloc void*[] { &accP, &xP, &n };
-        // SAFETY: 3 arguments of add_{f32,bf16}(T* acc, const T* x, long long n); both hold n elements.
-        Kernel(id).Launch(new Dim3(StrideGrid(n)), new Dim3(BlockThreads), 0, stream, args);
+        if (f32)
+            Elementwise.AddF32(StrideGrid(n), BlockThreads, 0, stream, F32(acc), F32(x), n);
+        else
+            Elementwise.AddBf16(StrideGrid(n), BlockThreads, 0, stream, Bf16(acc), Bf16(x), n);
     }
 
     // ---------------------------------------------------------------- log_softmax
@@ -263,7 +268,7 @@ public sealed unsafe class CudaOps : IDisposable
         where T : unmanaged
     {
         const string op = "log_softmax";
-        var id = Pick<T>(KernelId.LogSoftmaxF32, KernelId.LogSoftmaxBf16, op);
+        bool f32 = IsFloat<T>(op);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(cols);
         Require(x, (long)rows * cols, op, nameof(x));
@@ -272,11 +277,12 @@ public sealed unsafe class CudaOps : IDisposable
             return;
         // A vocabulary row (32K-150K logits) is read three times: give it a whole block of 1024 threads.
         uint threads = cols >= 8192 ? 1024u : BlockThreads;
-        ulong xP = x.DevicePointer, yP = y.DevicePointer;
-        void** args = stackalloc void*[] { &xP, &yP, &rows, &cols };
-        // SAFETY: 4 arguments of log_softmax_{f32,bf16}(const T* x, float* y, int rows, int cols); both hold rows·cols
-        // elements; one block (a multiple of 32 threads) per row.
-        Kernel(id).Launch(new Dim3((uint)rows), new Dim3(threads), 0, stream, args);
+        // One block (a multiple of 32 threads) per row.
+        var grid = new Dim3((uint)rows);
+        if (f32)
+            Elementwise.LogSoftmaxF32(grid, threads, 0, stream, F32(x), y, rows, cols);
+        else
+            Elementwise.LogSoftmaxBf16(grid, threads, 0, stream, Bf16(x), y, rows, cols);
     }
 
     // ---------------------------------------------------------------- attention
@@ -308,16 +314,30 @@ public sealed unsafe class CudaOps : IDisposable
     /// </summary>
     public void AttentionPrefill(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
         CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
-        float? scale = null, CudaStream? stream = null)
+        float? scale = null, CudaStream? stream = null) =>
+        Prefill("attention_prefill", q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, 0, scale, stream);
+
+    /// <summary>
+    /// Sliding-window causal attention (Mistral's, <see cref="Ops.SlidingWindowAttention"/> without global positions):
+    /// as <see cref="AttentionPrefill"/>, but the query at position p = queryStart + r sees only the keys
+    /// p − window &lt; j ≤ p. Key tiles outside every row's window are skipped, so the work grows with queries × window.
+    /// keyCount counts from position 0 (k, v hold keys 0 … keyCount − 1).
+    /// </summary>
+    public void SlidingWindowAttentionPrefill(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
+        CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
+        int window, float? scale = null, CudaStream? stream = null)
     {
-        const string op = "attention_prefill";
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(window);
+        Prefill("sliding_window_attention_prefill", q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window, scale, stream);
+    }
+
+    private void Prefill(string op, CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
+        CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
+        int window, float? scale, CudaStream? stream)
+    {
         CheckAttention(op, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
-        var id = headDim switch
-        {
-            64 => KernelId.AttentionPrefillD64Bf16,
-            128 => KernelId.AttentionPrefillD128Bf16,
-            _ => throw new NotSupportedException($"{op}: head_dim {headDim} has no CUDA kernel (64, 128)"),
-        };
+        if (headDim is not (64 or 128))
+            throw new NotSupportedException($"{op}: head_dim {headDim} has no CUDA kernel (64, 128)");
         Require(q, (long)batch * queries * heads * headDim, op, nameof(q));
         Require(o, (long)batch * queries * heads * headDim, op, nameof(o));
         Require(k, (long)batch * keyCount * kvHeads * headDim, op, nameof(k));
@@ -325,13 +345,12 @@ public sealed unsafe class CudaOps : IDisposable
         if (queries == 0)
             return;
         float s = scale ?? 1f / MathF.Sqrt(headDim);
-        ulong qP = q.DevicePointer, kP = k.DevicePointer, vP = v.DevicePointer, oP = o.DevicePointer;
-        void** args = stackalloc void*[] { &qP, &kP, &vP, &oP, &queries, &keyCount, &heads, &kvHeads, &queryStart, &s };
-        // SAFETY: 10 arguments of attention_prefill_d{64,128}_bf16(const bf16* q, k, v, bf16* o, int queries, int key_count,
-        // int heads, int kv_heads, int query_start, float scale); sizes checked above; grid (CeilDiv(queries, 64), heads,
-        // batch) of 128 threads with the dynamic shared memory the kernel was opted in for at load.
-        Kernel(id).Launch(new Dim3(CeilDiv(queries, PrefillQueryTile), (uint)heads, (uint)batch), new Dim3(AttentionThreads),
-            PrefillSharedBytes(headDim), stream, args);
+        // Grid (CeilDiv(queries, 64), heads, batch) of 128 threads with the dynamic shared memory the kernel was opted in for at load.
+        var grid = new Dim3(CeilDiv(queries, PrefillQueryTile), (uint)heads, (uint)batch);
+        if (headDim == 64)
+            Attention.AttentionPrefillD64Bf16(grid, AttentionThreads, PrefillSharedBytes(64), stream, q, k, v, o, queries, keyCount, heads, kvHeads, queryStart, window, s);
+        else
+            Attention.AttentionPrefillD128Bf16(grid, AttentionThreads, PrefillSharedBytes(128), stream, q, k, v, o, queries, keyCount, heads, kvHeads, queryStart, window, s);
     }
 
     /// <summary>
@@ -367,12 +386,8 @@ public sealed unsafe class CudaOps : IDisposable
         const string op = "attention_decode";
         CheckAttention(op, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, keyCount);
-        var id = headDim switch
-        {
-            64 => KernelId.AttentionDecodeD64Bf16,
-            128 => KernelId.AttentionDecodeD128Bf16,
-            _ => throw new NotSupportedException($"{op}: head_dim {headDim} has no CUDA kernel (64, 128)"),
-        };
+        if (headDim is not (64 or 128))
+            throw new NotSupportedException($"{op}: head_dim {headDim} has no CUDA kernel (64, 128)");
         var plan = PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount);
         Require(q, (long)batch * heads * headDim, op, nameof(q));
         Require(o, (long)batch * heads * headDim, op, nameof(o));
@@ -383,29 +398,26 @@ public sealed unsafe class CudaOps : IDisposable
         float s = scale ?? 1f / MathF.Sqrt(headDim);
         int keysPerSplit = plan.KeysPerSplit, splits = plan.Splits, rows = batch * heads;
         uint chunks = CeilDiv(heads / kvHeads, DecodeHeadsPerBlock);
-        ulong qP = q.DevicePointer, kP = k.DevicePointer, vP = v.DevicePointer, oP = o.DevicePointer;
-        ulong partP = workspace.DevicePointer;
-        ulong lseP = partP + (ulong)((long)rows * splits * headDim * sizeof(float));
-        void** args = stackalloc void*[] { &qP, &kP, &vP, &partP, &lseP, &heads, &kvHeads, &keyCount, &capacity, &keysPerSplit, &s };
-        // SAFETY: 11 arguments of attention_decode_d{64,128}_bf16(const bf16* q, k, v, float* o_part, float* lse_part,
-        // int heads, int kv_heads, int key_count, int capacity, int keys_per_split, float scale); o_part and lse_part are the
-        // two parts of the workspace (rows·splits·head_dim, then rows·splits floats); grid (splits, kv_heads·chunks, batch).
-        Kernel(id).Launch(new Dim3((uint)splits, (uint)kvHeads * chunks, (uint)batch), new Dim3(AttentionThreads), 0, stream, args);
-
-        void** combineArgs = stackalloc void*[] { &partP, &lseP, &oP, &rows, &splits, &headDim };
-        // SAFETY: 6 arguments of attention_decode_combine_bf16(const float* o_part, const float* lse_part, bf16* o, int rows,
-        // int splits, int head_dim); the same workspace parts, o holds rows·head_dim; one block per row.
-        Kernel(KernelId.AttentionDecodeCombineBf16).Launch(new Dim3((uint)rows), new Dim3(AttentionThreads), 0, stream, combineArgs);
+        // o_part and lse_part are the two parts of the workspace (rows·splits·head_dim, then rows·splits floats).
+        DevicePointer<float> part = workspace, lse = workspace.At((long)rows * splits * headDim);
+        var grid = new Dim3((uint)splits, (uint)kvHeads * chunks, (uint)batch);
+        if (headDim == 64)
+            Attention.AttentionDecodeD64Bf16(grid, AttentionThreads, 0, stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+        else
+            Attention.AttentionDecodeD128Bf16(grid, AttentionThreads, 0, stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+        // One block per output row merges its splits.
+        Attention.AttentionDecodeCombineBf16((uint)rows, AttentionThreads, 0, stream, part, lse, o, rows, splits, headDim);
     }
 
     /// <summary>
     /// The test reference of the flash-attention error rule: the same attention as <see cref="AttentionPrefill"/>
     /// computed plainly in bf16 (scores and probabilities rounded to bf16, float32 sums), one block per (query, head).
-    /// Slow; headDim at most 128.
+    /// Slow; headDim at most 128. <paramref name="window"/> &gt; 0 makes it the reference of
+    /// <see cref="SlidingWindowAttentionPrefill"/>.
     /// </summary>
     public void AttentionNaive(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
         CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
-        float? scale = null, CudaStream? stream = null)
+        float? scale = null, CudaStream? stream = null, int window = 0)
     {
         const string op = "attention_naive";
         CheckAttention(op, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
@@ -418,22 +430,22 @@ public sealed unsafe class CudaOps : IDisposable
         if (queries == 0)
             return;
         float s = scale ?? 1f / MathF.Sqrt(headDim);
-        ulong qP = q.DevicePointer, kP = k.DevicePointer, vP = v.DevicePointer, oP = o.DevicePointer;
-        void** args = stackalloc void*[] { &qP, &kP, &vP, &oP, &queries, &keyCount, &heads, &kvHeads, &headDim, &queryStart, &s };
-        // SAFETY: 11 arguments of attention_naive_bf16(const bf16* q, k, v, bf16* o, int queries, int key_count, int heads,
-        // int kv_heads, int head_dim, int query_start, float scale); sizes checked above; 128 threads ≥ head_dim.
-        Kernel(KernelId.AttentionNaiveBf16).Launch(new Dim3((uint)queries, (uint)heads, (uint)batch), new Dim3(AttentionThreads), 0, stream, args);
+        // One block of 128 threads (≥ head_dim) per (query, head, batch).
+        Attention.AttentionNaiveBf16(new Dim3((uint)queries, (uint)heads, (uint)batch), AttentionThreads, 0, stream,
+            q, k, v, o, queries, keyCount, heads, kvHeads, headDim, queryStart, window, s);
     }
 
     /// <summary>Unloads the modules (kernels obtained from them become unusable).</summary>
     public void Dispose()
     {
-        lock (_modules)
+        lock (_gate)
         {
-            foreach (var module in _modules.Values)
-                module.Dispose();
-            _modules.Clear();
-            Array.Clear(_kernels);
+            _elementwise?.Module.Dispose();
+            _attention?.Module.Dispose();
+            _gla?.Module.Dispose();
+            _elementwise = null;
+            _attention = null;
+            _gla = null;
         }
     }
 }

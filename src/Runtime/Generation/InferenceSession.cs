@@ -233,8 +233,10 @@ public sealed class InferenceSession : IDisposable
     /// <summary>
     /// A new session that starts where this one is: the same tokens, and a copy of every layer's cache and state
     /// (fork/snapshot). A long prefix is prefilled once, then each fork continues it on its own; continuing a
-    /// fork gives what recomputing its whole token sequence from scratch would. The copy takes the memory of the
-    /// state again; the residual hook is not carried over.
+    /// fork gives what recomputing its whole token sequence from scratch would. Attention caches are copied
+    /// copy-on-write (their full pages are shared, only the partial last page of each is copied), so a fork of a long
+    /// prefix costs about one page per attention layer plus the fixed-size recurrent states; the residual hook is
+    /// not carried over.
     /// </summary>
     /// <exception cref="NotSupportedException">The model's state cannot be copied (a model generated without fork support).</exception>
     public InferenceSession Fork()
@@ -274,6 +276,8 @@ public sealed class InferenceSession : IDisposable
     {
         if (Interlocked.Exchange(ref _busy, 1) == 1 && _state is not null)
             throw new InvalidOperationException("the session is generating; cancel it before disposing");
+        // Reset first: it hands the KV cache pages back (to the page pool, or to the forks still sharing them).
+        _state?.Reset();
         (_state as IDisposable)?.Dispose();
         _state = null;
         _chunkLogits = null;

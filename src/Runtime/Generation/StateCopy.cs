@@ -10,17 +10,15 @@ namespace Horizon.Generation;
 /// </summary>
 public static class StateCopy
 {
-    /// <summary>Keys and values of the tokens held (not the whole capacity), and the length.</summary>
+    /// <summary>
+    /// The tokens held and the length, copy-on-write (<see cref="KvCache.CopyFrom"/>): the source's full pages are
+    /// shared, only its partial last page is copied, so a fork costs one page per attention layer, not the prefix.
+    /// </summary>
     public static void Copy(KvCache source, KvCache destination)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(destination);
-        if (source.KvHeads != destination.KvHeads || source.HeadDim != destination.HeadDim || source.Length > destination.Capacity)
-            throw new ArgumentException($"KV caches differ: {source.Length} tokens of {source.KvHeads}×{source.HeadDim} into capacity {destination.Capacity} of {destination.KvHeads}×{destination.HeadDim}");
-        int floats = source.Length * source.KvHeads * source.HeadDim;
-        Array.Copy(source.Keys, destination.Keys, floats);
-        Array.Copy(source.Values, destination.Values, floats);
-        destination.Length = source.Length;
+        destination.CopyFrom(source);
     }
 
     public static void Copy(GlaState source, GlaState destination)
@@ -37,12 +35,18 @@ public static class StateCopy
 
     /// <summary>
     /// Any other state: a field-by-field copy (arrays element by element into the destination's arrays, which must
-    /// have the same lengths; other values assigned; nested Horizon objects copied the same way).
+    /// have the same lengths; other values assigned; nested Horizon objects copied the same way; a
+    /// <see cref="KvCache"/> by its own copy-on-write <see cref="KvCache.CopyFrom"/>).
     /// </summary>
     public static void Copy<T>(T source, T destination) where T : class
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(destination);
+        if (source is KvCache cache && destination is KvCache targetCache)
+        {
+            targetCache.CopyFrom(cache);
+            return;
+        }
         CopyObject(source, destination, source.GetType());
     }
 
@@ -58,6 +62,10 @@ public static class StateCopy
             object? target = field.GetValue(destination);
             switch (value)
             {
+                // A KV cache field anywhere: its own copy-on-write copy (its page table must not be copied as a plain array).
+                case KvCache cache when target is KvCache targetCache && !ReferenceEquals(cache, targetCache):
+                    targetCache.CopyFrom(cache);
+                    break;
                 case Array array when target is Array targetArray && !ReferenceEquals(array, targetArray):
                     if (array.Length != targetArray.Length)
                         field.SetValue(destination, array.Clone());

@@ -263,16 +263,19 @@ public sealed class BlockTransformerState : IModelState
     /// <summary>(L_B): entries 0 … (StreamLength mod L_B) − 1 are the tokens (or pads) of the incomplete block.</summary>
     internal int[] PendingTokens { get; }
 
-    /// <summary>Bytes held by the caches: block caches sized for the capacity, local caches for R + L_B − 1 entries.</summary>
+    /// <summary>
+    /// Bytes the state takes when full: block caches sized for the capacity, local caches for R + L_B − 1 entries
+    /// (the caches are paged and hold only the pages their entries fill so far; see <see cref="KvCache.ByteSize"/>).
+    /// </summary>
     public long ByteSize
     {
         get
         {
             long bytes = 4L * PendingTokens.Length;
             foreach (var cache in _blockCaches)
-                bytes += 4L * (cache.Keys.LongLength + cache.Values.LongLength);
+                bytes += cache.MaxByteSize;
             foreach (var cache in _localCaches)
-                bytes += 4L * (cache.Keys.LongLength + cache.Values.LongLength);
+                bytes += cache.MaxByteSize;
             return bytes;
         }
     }
@@ -325,13 +328,8 @@ public sealed class BlockTransformerState : IModelState
             return true;
         }
 
-        static void CopyCache(KvCache source, KvCache target)
-        {
-            int floats = source.Length * source.KvHeads * source.HeadDim;
-            source.Keys.AsSpan(0, floats).CopyTo(target.Keys);
-            source.Values.AsSpan(0, floats).CopyTo(target.Values);
-            target.Length = source.Length;
-        }
+        // Copy-on-write: the full pages of the source are shared, only its partial last page is copied.
+        static void CopyCache(KvCache source, KvCache target) => target.CopyFrom(source);
     }
 
     private void CheckPadding(int padding)
