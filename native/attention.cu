@@ -2,7 +2,9 @@
 // 2017, eq. 1), grouped key/value heads (Ainslie et al. 2023; one key/value head is multi-query attention).
 //
 // attention_prefill_d{64,128}_bf16  many queries: FlashAttention-2 (Dao 2023, Algorithm 1) on tensor cores
-//                                   (mma.sync m16n8k16, bf16 operands, float32 accumulation), online softmax.
+//                                   (mma.sync m16n8k16, bf16 operands, float32 accumulation), online softmax;
+//                                   with window > 0, sliding-window attention (Beltagy et al. 2020; Jiang et al.
+//                                   2023): key tiles wholly outside every row's window are skipped.
 // attention_decode_d{64,128}_bf16   one query per sequence against a long cache: split over the keys
 // attention_decode_combine_bf16     (Flash-Decoding), then the splits merged by their log-sum-exp.
 // attention_naive_bf16              the same function computed plainly in bf16 (scores and probabilities
@@ -11,7 +13,9 @@
 //
 // Layouts (token-major, as on the CPU: src/Runtime/Cpu/FlashAttention.cs):
 //   q, o   (batch, queries, heads, head_dim)        k, v   (batch, key_count, kv_heads, head_dim)
-// Query r of a sequence sits at absolute position query_start + r and sees keys 0 … query_start + r;
+// Query r of a sequence sits at absolute position p = query_start + r and sees keys 0 … p, or, with a window
+// w > 0 (prefill and the naive reference), the keys p − w < j ≤ p (docs/ops/sliding_window_attention.md, without
+// global positions);
 // query head h reads key/value head h / (heads / kv_heads). Launchers: src/Runtime/Cuda/CudaOps.cs.
 #include "common.cuh"
 
@@ -55,11 +59,12 @@ static __device__ __forceinline__ void load_tile_async(bf16_t* dst, const bf16_t
 // O (16 × D) stay in registers, and P = exp(S − m) is fed to the P·V product straight from the S
 // accumulators (the m16n8 float32 accumulator layout of two n-tiles is the m16k16 A-operand layout).
 // Softmax runs in base 2 with log2(e) folded into the scale; the division by the row sum is deferred to
-// the end (FlashAttention-2).
+// the end (FlashAttention-2). With a window w > 0 the steps start at the tile holding key p_first − w + 1 (p_first
+// the position of the block's first row), and the tiles reaching below p_last − w + 1 are masked per row too.
 template <int D>
 static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
                                          const bf16_t* __restrict__ v, bf16_t* __restrict__ o, int queries,
-                                         int key_count, int heads, int kv_heads, int query_start, float scale)
+                                         int key_count, int heads, int kv_heads, int query_start, int window, float scale)
 {
     using namespace prefill;
     constexpr int STRIDE = D + 8;
@@ -88,10 +93,14 @@ static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf1
     const int last_query = min(m0 + BM, queries) - 1;
     const int key_end = min(key_count, query_start + last_query + 1); // keys any row of this tile sees
     const int steps = ceil_div(key_end, BN);
+    // The first key any row of the tile sees (window), and below which the last row's window starts.
+    const int key_begin = window > 0 ? max(0, query_start + m0 - window + 1) : 0;
+    const int window_floor = window > 0 ? query_start + last_query - window + 1 : 0;
+    const int first_step = min(key_begin / BN, steps - 1);
 
     load_tile_async<D, BM>(q_s, q_base, q_stride, m0, queries);
-    load_tile_async<D, BN>(k_s, k_base, kv_stride, 0, key_end);
-    load_tile_async<D, BN>(v_s, v_base, kv_stride, 0, key_end);
+    load_tile_async<D, BN>(k_s, k_base, kv_stride, first_step * BN, key_end);
+    load_tile_async<D, BN>(v_s, v_base, kv_stride, first_step * BN, key_end);
     cp_async_commit();
 
     unsigned q_frag[KD][4];
@@ -105,9 +114,9 @@ static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf1
     const int pos_lo = query_start + row_lo, pos_hi = pos_lo + 8;
     const float scale_log2 = scale * HZ_LOG2E;
 
-    for (int step = 0; step < steps; step++)
+    for (int step = first_step; step < steps; step++)
     {
-        const int buffer = step & 1;
+        const int buffer = (step - first_step) & 1;
         if (step + 1 < steps)
         {
             load_tile_async<D, BN>(k_s + (buffer ^ 1) * BN * STRIDE, k_base, kv_stride, (step + 1) * BN, key_end);
@@ -117,7 +126,7 @@ static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf1
         cp_async_wait<1>(); // everything but the newest group: this step's tiles (and Q) have landed
         __syncthreads();
 
-        if (step == 0)
+        if (step == first_step)
         {
 #pragma unroll
             for (int kd = 0; kd < KD; kd++)
@@ -147,7 +156,7 @@ static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf1
 
         // Scale into base 2; mask keys after a row's position (and past the end) on the tiles that need it.
         const int n0 = step * BN;
-        const bool masked = n0 + BN - 1 > query_start + m0 || n0 + BN > key_count;
+        const bool masked = n0 + BN - 1 > query_start + m0 || n0 + BN > key_count || n0 < window_floor;
 #pragma unroll
         for (int n = 0; n < NK; n++)
         {
@@ -159,7 +168,7 @@ static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf1
                 {
                     const int key = n0 + n * 8 + 2 * t + (i & 1);
                     const int pos = i < 2 ? pos_lo : pos_hi;
-                    if (key > pos || key >= key_count)
+                    if (key > pos || key >= key_count || (window > 0 && key <= pos - window))
                         x = -HZ_INF;
                 }
                 s[n][i] = x;
@@ -251,16 +260,16 @@ static __device__ void attention_prefill(const bf16_t* __restrict__ q, const bf1
 
 extern "C" __global__ void __launch_bounds__(128) attention_prefill_d64_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, bf16_t* o,
                                                                             int queries, int key_count, int heads, int kv_heads,
-                                                                            int query_start, float scale)
+                                                                            int query_start, int window, float scale)
 {
-    attention_prefill<64>(q, k, v, o, queries, key_count, heads, kv_heads, query_start, scale);
+    attention_prefill<64>(q, k, v, o, queries, key_count, heads, kv_heads, query_start, window, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(128) attention_prefill_d128_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, bf16_t* o,
                                                                              int queries, int key_count, int heads, int kv_heads,
-                                                                             int query_start, float scale)
+                                                                             int query_start, int window, float scale)
 {
-    attention_prefill<128>(q, k, v, o, queries, key_count, heads, kv_heads, query_start, scale);
+    attention_prefill<128>(q, k, v, o, queries, key_count, heads, kv_heads, query_start, window, scale);
 }
 
 // ================================================================ decode (split-KV)
@@ -492,12 +501,13 @@ extern "C" __global__ void attention_decode_combine_bf16(const float* __restrict
 
 // The flash-attention error rule's "same precision" computation, as torch computes attention in bf16:
 // s = bf16(bf16(q·k) · scale) (float32 dot, rounded), p = bf16(softmax(s)) (float32 softmax, rounded),
-// o = bf16(Σ p v) (float32 sum). Layouts as prefill; grid (queries, heads, batch), 128 threads, head_dim ≤ 128.
+// o = bf16(Σ p v) (float32 sum). Layouts and window as prefill; grid (queries, heads, batch), 128 threads,
+// head_dim ≤ 128.
 // Every score is recomputed in each of its three passes: slow, simple, for tests only.
 extern "C" __global__ void attention_naive_bf16(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
                                                 const bf16_t* __restrict__ v, bf16_t* __restrict__ o, int queries,
                                                 int key_count, int heads, int kv_heads, int head_dim, int query_start,
-                                                float scale)
+                                                int window, float scale)
 {
     __shared__ float scratch[32];
     __shared__ float q_s[128];
@@ -513,9 +523,10 @@ extern "C" __global__ void attention_naive_bf16(const bf16_t* __restrict__ q, co
         q_s[tid] = to_float(q_row[tid]);
     __syncthreads();
     const int visible = min(key_count, query_start + r + 1);
+    const int first = window > 0 ? max(0, query_start + r - window + 1) : 0;
 
     float mx = -HZ_INF;
-    for (int j = tid; j < visible; j += blockDim.x)
+    for (int j = first + tid; j < visible; j += blockDim.x)
     {
         float dot = 0.0f;
         for (int d = 0; d < head_dim; d++)
@@ -524,7 +535,7 @@ extern "C" __global__ void attention_naive_bf16(const bf16_t* __restrict__ q, co
     }
     mx = block_max(mx, scratch);
     float sum = 0.0f;
-    for (int j = tid; j < visible; j += blockDim.x)
+    for (int j = first + tid; j < visible; j += blockDim.x)
     {
         float dot = 0.0f;
         for (int d = 0; d < head_dim; d++)
@@ -533,7 +544,7 @@ extern "C" __global__ void attention_naive_bf16(const bf16_t* __restrict__ q, co
     }
     sum = block_sum(sum, scratch);
     float out = 0.0f;
-    for (int j0 = 0; j0 < visible; j0 += blockDim.x)
+    for (int j0 = first; j0 < visible; j0 += blockDim.x)
     {
         const int j = j0 + tid;
         float p = 0.0f;

@@ -1,0 +1,535 @@
+// Gated linear attention, the recurrence at the core of the `gla` token mixer (Yang, Wang, Shen, Panda, Kim 2024,
+// "Gated Linear Attention Transformers with Hardware-Efficient Training", arXiv 2312.06635; docs/ops/gla.md), for
+// one key/value head h and its query heads:
+//
+//     S_t = Diag(α_t) S_{t−1} + k_tᵀ v_t        S ∈ ℝ^{d_k×d_v}, α_t = exp(g_t), g_t = log α_t ≤ 0
+//     o_t = (scale · q_t) S_t                   scale = d_k^{−½} by default
+//
+// the same function as the CPU's GlaKernels.Mix (src/Runtime/Cpu/GlaKernels.cs), with the same state layout as
+// GlaState.S (per sequence: (kv_heads, d_k, d_v) float32, key-major), so a state moves between the backends as is.
+//
+// gla_chunk_state_{f32,bf16}   prefill, pass 1 (§4.2, the chunkwise form): for every chunk of 64 tokens, what it
+//                              adds to the state, U_c = Σ_s (k_s ⊙ exp(b_last − b_s))ᵀ v_s, and its decay exp(b_last),
+//                              b_t = Σ_{c ≤ j ≤ t} g_j; every chunk in parallel.
+// gla_state_scan_f32           pass 2: S_{c+1} = Diag(exp(b_last,c)) S_c + U_c over the chunks, in place: each U_c is
+//                              replaced by the state before chunk c, and the final state is written back.
+// gla_chunk_output_{f32,bf16}  pass 3: o_t = (scale·q_t ⊙ exp(b_t)) S_c + Σ_{s ≤ t} A_ts v_s for every chunk in
+//                              parallel, with the intra-chunk weights A built by sub-chunks of 16 (§4.3, the CPU's
+//                              GlaKernels.SubChunk) so that every exponent is ≤ 0 (nothing overflows).
+// gla_recurrent_decode_f32     the recurrent form (§4.1), token by token: decode, and the reference of the prefill.
+//
+// Layouts (token-major, as on the CPU), per sequence b of the batch:
+//   q (batch, rows, heads, d_k)   k, g (batch, rows, kv_heads, d_k)   v (batch, rows, kv_heads, d_v)
+//   o (batch, rows, heads, d_v)   state (batch, kv_heads, d_k, d_v) float32
+// g is float32 for every element type (log-gates need more than bf16's 8 bits); g = nullptr means α ≡ 1 (plain
+// linear attention). Query head h reads key/value head h / (heads / kv_heads). The cumulative log-gates are summed
+// in float64, as on the CPU, so that b_t − b_s keeps float32 precision when b reaches −10³ inside a chunk.
+// Launchers: src/Runtime/Cuda/CudaOps.Gla.cs.
+#include "common.cuh"
+
+namespace gla
+{
+constexpr int C = 64;          // tokens per chunk (fla's BT; the CPU's default GlaOptions.ChunkSize)
+constexpr int SUB = 16;        // tokens per sub-chunk (GlaKernels.SubChunk, fla's BC)
+constexpr int NSUB = C / SUB;  // sub-chunks per chunk
+constexpr int THREADS = 256;
+constexpr int TILE = 64;       // gla_chunk_state: a TILE × TILE block of the (d_k, d_v) state per block
+constexpr int BK = 32;         // gla_chunk_output: key dimensions per step
+constexpr int BV = 64;         // gla_chunk_output: value dimensions per step
+constexpr int PAD = BK + 1;    // row stride of the per-step tiles (staggers the rows over the banks)
+constexpr int PAIRS = NSUB * (NSUB - 1) / 2; // (later sub-chunk, earlier sub-chunk) pairs
+}
+
+// ================================================================ pass 1: what each chunk adds to the state
+
+// Grid (chunks, CeilDiv(d_k, 64) · CeilDiv(d_v, 64), batch · kv_heads), 256 threads. A block takes one 64 × 64 tile
+// (rows i of the key dimension, columns j of the value dimension) of one chunk's U_c:
+//   U_c[i][j] = Σ_{s in chunk} k_s[i] exp(b_last[i] − b_s[i]) v_s[j]
+// and the blocks of the first column tile write the chunk's decay exp(b_last[i]). chunk_states is
+// (batch, kv_heads, chunks, d_k, d_v), chunk_decay (batch, kv_heads, chunks, d_k).
+template <typename T>
+static __device__ void gla_chunk_state(const T* __restrict__ k, const T* __restrict__ v, const float* __restrict__ g,
+                                       float* __restrict__ chunk_states, float* __restrict__ chunk_decay, int rows,
+                                       int kv_heads, int dk, int dv)
+{
+    using namespace gla;
+    __shared__ double part_s[NSUB][TILE];
+    __shared__ __align__(16) float kd_s[C][TILE]; // k_s[i] exp(b_last[i] − b_s[i])
+    __shared__ __align__(16) float v_s[C][TILE];
+
+    const int chunk = blockIdx.x, chunks = gridDim.x;
+    const int tiles_v = ceil_div(dv, TILE);
+    const int i0 = (blockIdx.y / tiles_v) * TILE, j0 = (blockIdx.y % tiles_v) * TILE;
+    const int bh = blockIdx.z, batch = bh / kv_heads, kh = bh % kv_heads;
+    const int t0 = chunk * C, len = min(C, rows - t0);
+    const size_t k_stride = (size_t)kv_heads * dk, v_stride = (size_t)kv_heads * dv;
+    const T* k_base = k + ((size_t)batch * rows + t0) * k_stride + (size_t)kh * dk;
+    const T* v_base = v + ((size_t)batch * rows + t0) * v_stride + (size_t)kh * dv;
+    const float* g_base = g == nullptr ? nullptr : g + ((size_t)batch * rows + t0) * k_stride + (size_t)kh * dk;
+
+    // Thread (sub, ii): key dimension i0 + ii, tokens of sub-chunk sub. First the sub-chunk sums of the log-gates.
+    const int ii = threadIdx.x % TILE, sub = threadIdx.x / TILE, i = i0 + ii;
+    double part = 0.0;
+    if (g_base != nullptr && i < dk)
+    {
+        for (int tt = 0; tt < SUB; tt++)
+        {
+            const int t = sub * SUB + tt;
+            if (t < len)
+                part += g_base[(size_t)t * k_stride + i];
+        }
+    }
+    part_s[sub][ii] = part;
+    __syncthreads();
+    double b = 0.0, total = 0.0; // b: the cumulative sum before this sub-chunk; total: b_last
+#pragma unroll
+    for (int s2 = 0; s2 < NSUB; s2++)
+    {
+        const double p = part_s[s2][ii];
+        if (s2 < sub)
+            b += p;
+        total += p;
+    }
+    for (int tt = 0; tt < SUB; tt++)
+    {
+        const int t = sub * SUB + tt;
+        float weighted = 0.0f;
+        if (t < len && i < dk)
+        {
+            if (g_base != nullptr)
+                b += g_base[(size_t)t * k_stride + i];
+            weighted = to_float(k_base[(size_t)t * k_stride + i]) * expf((float)(total - b)); // exponent ≤ 0
+        }
+        kd_s[t][ii] = weighted;
+    }
+    if (sub == 0 && j0 == 0 && i < dk)
+        chunk_decay[((size_t)bh * chunks + chunk) * dk + i] = expf((float)total);
+
+    for (int e = threadIdx.x; e < C * TILE; e += THREADS)
+    {
+        const int t = e / TILE, jj = e % TILE;
+        v_s[t][jj] = t < len && j0 + jj < dv ? to_float(v_base[(size_t)t * v_stride + j0 + jj]) : 0.0f;
+    }
+    __syncthreads();
+
+    // U tile: thread (ty, tx) owns rows i0 + 4ty … +3 and columns j0 + 4tx … +3.
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    float acc[4][4] = {};
+    for (int t = 0; t < C; t++)
+    {
+        const float4 kq = *reinterpret_cast<const float4*>(&kd_s[t][ty * 4]);
+        const float4 vq = *reinterpret_cast<const float4*>(&v_s[t][tx * 4]);
+        const float ka[4] = {kq.x, kq.y, kq.z, kq.w}, va[4] = {vq.x, vq.y, vq.z, vq.w};
+#pragma unroll
+        for (int a = 0; a < 4; a++)
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                acc[a][c] = fmaf(ka[a], va[c], acc[a][c]);
+    }
+    float* out = chunk_states + ((size_t)bh * chunks + chunk) * dk * dv;
+#pragma unroll
+    for (int a = 0; a < 4; a++)
+    {
+        const int row = i0 + ty * 4 + a;
+        if (row >= dk)
+            continue;
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+        {
+            const int col = j0 + tx * 4 + c;
+            if (col < dv)
+                out[(size_t)row * dv + col] = acc[a][c];
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) gla_chunk_state_f32(const float* k, const float* v, const float* g, float* chunk_states,
+                                                                     float* chunk_decay, int rows, int kv_heads, int head_k_dim,
+                                                                     int head_v_dim)
+{
+    gla_chunk_state(k, v, g, chunk_states, chunk_decay, rows, kv_heads, head_k_dim, head_v_dim);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gla_chunk_state_bf16(const bf16_t* k, const bf16_t* v, const float* g, float* chunk_states,
+                                                                      float* chunk_decay, int rows, int kv_heads, int head_k_dim,
+                                                                      int head_v_dim)
+{
+    gla_chunk_state(k, v, g, chunk_states, chunk_decay, rows, kv_heads, head_k_dim, head_v_dim);
+}
+
+// ================================================================ pass 2: the states at the chunk starts
+
+// Grid (CeilDiv(d_k · d_v, 256), batch · kv_heads), 256 threads; thread e owns state element (i, j) = (e / d_v, e % d_v)
+// of one (batch, kv head) and walks the chunks in order: S_{c+1} = exp(b_last,c)[i] · S_c + U_c, replacing U_c in
+// chunk_states by S_c (the state before chunk c, what pass 3 reads) and writing the state after the last chunk back
+// to `state`. Eight chunks' loads are issued before their dependent updates.
+extern "C" __global__ void __launch_bounds__(256) gla_state_scan_f32(float* chunk_states, const float* chunk_decay, float* state, int chunks,
+                                                                    int head_k_dim, int head_v_dim)
+{
+    constexpr int BATCH = 8;
+    const long long elements = (long long)head_k_dim * head_v_dim;
+    const long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= elements)
+        return;
+    const int bh = blockIdx.y, i = (int)(e / head_v_dim);
+    float* u = chunk_states + (size_t)bh * chunks * elements + e;
+    const float* d = chunk_decay + (size_t)bh * chunks * head_k_dim + i;
+    float* s_out = state + (size_t)bh * elements + e;
+    float s = *s_out;
+    for (int c0 = 0; c0 < chunks; c0 += BATCH)
+    {
+        float uc[BATCH], dc[BATCH];
+#pragma unroll
+        for (int c = 0; c < BATCH; c++)
+        {
+            uc[c] = c0 + c < chunks ? u[(size_t)(c0 + c) * elements] : 0.0f;
+            dc[c] = c0 + c < chunks ? d[(size_t)(c0 + c) * head_k_dim] : 1.0f;
+        }
+#pragma unroll
+        for (int c = 0; c < BATCH; c++)
+        {
+            if (c0 + c < chunks)
+            {
+                u[(size_t)(c0 + c) * elements] = s;
+                s = dc[c] * s + uc[c];
+            }
+        }
+    }
+    *s_out = s;
+}
+
+// ================================================================ pass 3: the outputs of every chunk
+
+// Byte offsets of gla_chunk_output's dynamic shared memory for a (padded) key dimension dkp, a multiple of BK:
+//   bend  double [NSUB][dkp]   b at the end of each sub-chunk, b_{16j+15} (cumulative from the chunk start)
+//   bsub  double [NSUB][dkp]   the log-gate sum of each sub-chunk
+//   qd    float  [C][dkp + 1]  scale · q_t ⊙ exp(b_t), the inter-chunk query
+//   a     float  [C][C + 1]    the intra-chunk weights A (zero above the diagonal)
+//   work  float  [5·C·PAD + PAIRS·BK]  the per-step tiles of the A phase, then those of the output phase
+// CudaOps.GlaOutputSharedBytes computes the same total.
+struct gla_output_layout
+{
+    int bsub, qd, a, work, total;
+    __device__ explicit gla_output_layout(int dkp)
+    {
+        using namespace gla;
+        bsub = NSUB * dkp * 8;
+        qd = bsub + NSUB * dkp * 8;
+        a = qd + C * (dkp + 1) * 4;
+        a = (a + 15) / 16 * 16;
+        work = a + C * (C + 1) * 4;
+        work = (work + 15) / 16 * 16;
+        total = work + (5 * C * PAD + PAIRS * BK) * 4;
+    }
+};
+
+// Grid (chunks, heads, batch), 256 threads, dynamic shared memory CudaOps.GlaOutputSharedBytes(d_k) (≤ 139 KB for
+// d_k 256). For the chunk of tokens c … c + len − 1 and query head h (key/value head kh), S_c the state before the
+// chunk (pass 2) and b_t = Σ_{c ≤ j ≤ t} g_j:
+//   o_t = (scale · q_t ⊙ exp(b_t)) S_c + Σ_{s ≤ t} A_ts v_s,   A_ts = scale Σ_i q_t[i] k_s[i] exp(b_t[i] − b_s[i]).
+// A is built by sub-chunks of 16 (tokens 16j … 16j + 15; B_j = b_{16j+15}, r_t = b_t − B_{j(t)−1}):
+//   s, t in one sub-chunk:      exp(b_t − b_s) = exp(r_t − r_s), per element in log space;
+//   s in an earlier sub-chunk:  exp(b_t − b_s) = exp(r_t) · exp(B_{j(t)−1} − B_{j(s)}) · exp(B_{j(s)} − r_s − B_{j(s)−1}),
+// three factors ≤ 1 (the CPU splits the same product at B_{j(t)−1}; equal in exact arithmetic): one exponential
+// per element of q_t, of k_s and per sub-chunk pair, instead of one per (t, s, i).
+template <typename T>
+static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                        const float* __restrict__ g, const float* __restrict__ chunk_states, T* __restrict__ o,
+                                        int rows, int heads, int kv_heads, int dk, int dv, float scale)
+{
+    using namespace gla;
+    extern __shared__ __align__(16) unsigned char shared_bytes[];
+    const int dkp = ceil_div(dk, BK) * BK;
+    const gla_output_layout layout(dkp);
+    double* bend = reinterpret_cast<double*>(shared_bytes);
+    double* bsub = reinterpret_cast<double*>(shared_bytes + layout.bsub);
+    float* qd = reinterpret_cast<float*>(shared_bytes + layout.qd);
+    float* a_s = reinterpret_cast<float*>(shared_bytes + layout.a);
+    float* work = reinterpret_cast<float*>(shared_bytes + layout.work);
+    const int qd_stride = dkp + 1;
+    constexpr int A_STRIDE = C + 1;
+    // The A phase's tiles (C × PAD each) and the sub-chunk pair factors:
+    float* q_raw = work;               // q_t[i]
+    float* k_raw = q_raw + C * PAD;    // k_s[i]
+    float* r_t = k_raw + C * PAD;      // r_t[i] = b_t[i] − B_{j(t)−1}[i]
+    float* q_dec = r_t + C * PAD;      // q_t[i] exp(r_t[i])
+    float* k_dec = q_dec + C * PAD;    // k_s[i] exp(B_{j(s)}[i] − b_s[i])
+    float* pair_f = k_dec + C * PAD;   // [PAIRS][BK]: exp(B_{jt−1}[i] − B_{js}[i]) for js < jt
+    // The output phase's tiles, over the same memory:
+    float* s_tile = work;              // [BK][BV] rows of S_c
+    float* v_tile = work + BK * BV;    // [C][BV] rows of v
+
+    const int chunk = blockIdx.x, chunks = gridDim.x, head = blockIdx.y, batch = blockIdx.z;
+    const int kh = head / (heads / kv_heads);
+    const int t0 = chunk * C, len = min(C, rows - t0);
+    const size_t q_stride = (size_t)heads * dk, k_stride = (size_t)kv_heads * dk, v_stride = (size_t)kv_heads * dv,
+                 o_stride = (size_t)heads * dv;
+    const T* q_base = q + ((size_t)batch * rows + t0) * q_stride + (size_t)head * dk;
+    const T* k_base = k + ((size_t)batch * rows + t0) * k_stride + (size_t)kh * dk;
+    const T* v_base = v + ((size_t)batch * rows + t0) * v_stride + (size_t)kh * dv;
+    const float* g_base = g == nullptr ? nullptr : g + ((size_t)batch * rows + t0) * k_stride + (size_t)kh * dk;
+    const float* s_c = chunk_states + (((size_t)batch * kv_heads + kh) * chunks + chunk) * dk * dv;
+    T* o_base = o + ((size_t)batch * rows + t0) * o_stride + (size_t)head * dv;
+
+    // Sub-chunk sums of the log-gates (float64), then their running sums B_j.
+    for (int p = threadIdx.x; p < NSUB * dkp; p += THREADS)
+    {
+        const int j = p / dkp, i = p % dkp;
+        double sum = 0.0;
+        if (g_base != nullptr && i < dk)
+        {
+            for (int tt = 0; tt < SUB; tt++)
+            {
+                const int t = j * SUB + tt;
+                if (t < len)
+                    sum += g_base[(size_t)t * k_stride + i];
+            }
+        }
+        bsub[j * dkp + i] = sum;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < dkp; i += THREADS)
+    {
+        double running = 0.0;
+#pragma unroll
+        for (int j = 0; j < NSUB; j++)
+        {
+            running += bsub[j * dkp + i];
+            bend[j * dkp + i] = running;
+        }
+    }
+    __syncthreads();
+
+    // ---- A: accumulated over the key dimension in steps of BK. Thread (ty, tx) owns A rows 4ty … +3, columns 4tx … +3;
+    // a 4 × 4 block lies in one pair of sub-chunks (jt, js).
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    const int jt = ty / 4, js = tx / 4;
+    float acc[4][4] = {};
+    for (int i0 = 0; i0 < dkp; i0 += BK)
+    {
+        if (threadIdx.x < NSUB * BK)
+        {
+            // Thread (j, ii): the 16 tokens of sub-chunk j at key dimension i = i0 + ii, in order.
+            const int j = threadIdx.x / BK, ii = threadIdx.x % BK, i = i0 + ii;
+            const bool in_dk = i < dk;
+            const double before = j > 0 ? bend[(j - 1) * dkp + i] : 0.0;
+            const double sub_total = bsub[j * dkp + i];
+            double r = 0.0;
+            for (int tt = 0; tt < SUB; tt++)
+            {
+                const int t = j * SUB + tt;
+                const bool valid = in_dk && t < len;
+                const float qv = valid ? to_float(q_base[(size_t)t * q_stride + i]) : 0.0f;
+                const float kv = valid ? to_float(k_base[(size_t)t * k_stride + i]) : 0.0f;
+                if (valid && g_base != nullptr)
+                    r += g_base[(size_t)t * k_stride + i];
+                const float rf = (float)r;
+                q_raw[t * PAD + ii] = qv;
+                k_raw[t * PAD + ii] = kv;
+                r_t[t * PAD + ii] = rf;
+                q_dec[t * PAD + ii] = qv * expf(rf);                        // exp(b_t − B_{j−1}) ≤ 1
+                k_dec[t * PAD + ii] = kv * expf((float)(sub_total - r));    // exp(B_j − b_t) ≤ 1
+                qd[t * qd_stride + i] = qv * expf((float)(before + r)) * scale; // exp(b_t) ≤ 1
+            }
+        }
+        for (int p = threadIdx.x; p < PAIRS * BK; p += THREADS)
+        {
+            const int pair = p / BK, ii = p % BK, i = i0 + ii;
+            // pair = jt (jt − 1) / 2 + js with 0 ≤ js < jt < NSUB
+            int pt = 1;
+            while ((pt + 1) * pt / 2 <= pair)
+                pt++;
+            const int ps = pair - pt * (pt - 1) / 2;
+            pair_f[pair * BK + ii] = i < dk ? expf((float)(bend[(pt - 1) * dkp + i] - bend[ps * dkp + i])) : 0.0f;
+        }
+        __syncthreads();
+
+        if (js < jt)
+        {
+            const float* f = pair_f + (jt * (jt - 1) / 2 + js) * BK;
+            for (int ii = 0; ii < BK; ii++)
+            {
+                float qa[4], kb[4];
+#pragma unroll
+                for (int x = 0; x < 4; x++)
+                {
+                    qa[x] = q_dec[(ty * 4 + x) * PAD + ii] * f[ii];
+                    kb[x] = k_dec[(tx * 4 + x) * PAD + ii];
+                }
+#pragma unroll
+                for (int x = 0; x < 4; x++)
+#pragma unroll
+                    for (int y = 0; y < 4; y++)
+                        acc[x][y] = fmaf(qa[x], kb[y], acc[x][y]);
+            }
+        }
+        else if (js == jt)
+        {
+            for (int ii = 0; ii < BK; ii++)
+            {
+#pragma unroll
+                for (int x = 0; x < 4; x++)
+                {
+                    const int t = ty * 4 + x;
+                    const float qv = q_raw[t * PAD + ii], rt = r_t[t * PAD + ii];
+#pragma unroll
+                    for (int y = 0; y < 4; y++)
+                    {
+                        const int s = tx * 4 + y;
+                        if (s <= t)
+                            acc[x][y] = fmaf(qv * k_raw[s * PAD + ii], expf(rt - r_t[s * PAD + ii]), acc[x][y]); // r_t ≤ r_s
+                    }
+                }
+            }
+        }
+        __syncthreads(); // the tiles are rewritten by the next step
+    }
+#pragma unroll
+    for (int x = 0; x < 4; x++)
+    {
+#pragma unroll
+        for (int y = 0; y < 4; y++)
+        {
+            const int t = ty * 4 + x, s = tx * 4 + y;
+            a_s[t * A_STRIDE + s] = s <= t && js <= jt ? acc[x][y] * scale : 0.0f;
+        }
+    }
+    __syncthreads();
+
+    // ---- o = qd S_c + A v, by BV value dimensions at a time; thread (ty, tx) owns tokens 4ty … +3, columns 4tx … +3.
+    for (int j0 = 0; j0 < dv; j0 += BV)
+    {
+        float out[4][4] = {};
+        for (int i0 = 0; i0 < dkp; i0 += BK)
+        {
+            for (int e = threadIdx.x; e < BK * BV; e += THREADS)
+            {
+                const int ii = e / BV, jj = e % BV;
+                s_tile[e] = i0 + ii < dk && j0 + jj < dv ? s_c[(size_t)(i0 + ii) * dv + j0 + jj] : 0.0f;
+            }
+            __syncthreads();
+            for (int ii = 0; ii < BK; ii++)
+            {
+                const float4 sq = *reinterpret_cast<const float4*>(&s_tile[ii * BV + tx * 4]);
+                const float sv[4] = {sq.x, sq.y, sq.z, sq.w};
+#pragma unroll
+                for (int x = 0; x < 4; x++)
+                {
+                    const float qv = qd[(ty * 4 + x) * qd_stride + i0 + ii];
+#pragma unroll
+                    for (int y = 0; y < 4; y++)
+                        out[x][y] = fmaf(qv, sv[y], out[x][y]);
+                }
+            }
+            __syncthreads();
+        }
+        for (int e = threadIdx.x; e < C * BV; e += THREADS)
+        {
+            const int s = e / BV, jj = e % BV;
+            v_tile[e] = s < len && j0 + jj < dv ? to_float(v_base[(size_t)s * v_stride + j0 + jj]) : 0.0f;
+        }
+        __syncthreads();
+        const int s_end = ty * 4 + 4; // A is zero past the diagonal
+        for (int s = 0; s < s_end; s++)
+        {
+            const float4 vq = *reinterpret_cast<const float4*>(&v_tile[s * BV + tx * 4]);
+            const float vv[4] = {vq.x, vq.y, vq.z, vq.w};
+#pragma unroll
+            for (int x = 0; x < 4; x++)
+            {
+                const float av = a_s[(ty * 4 + x) * A_STRIDE + s];
+#pragma unroll
+                for (int y = 0; y < 4; y++)
+                    out[x][y] = fmaf(av, vv[y], out[x][y]);
+            }
+        }
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+        {
+            const int t = ty * 4 + x;
+            if (t >= len)
+                continue;
+#pragma unroll
+            for (int y = 0; y < 4; y++)
+            {
+                const int col = j0 + tx * 4 + y;
+                if (col < dv)
+                    o_base[(size_t)t * o_stride + col] = from_float<T>(out[x][y]);
+            }
+        }
+        __syncthreads(); // v_tile and s_tile are rewritten by the next column step
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) gla_chunk_output_f32(const float* q, const float* k, const float* v, const float* g,
+                                                                      const float* chunk_states, float* o, int rows, int heads,
+                                                                      int kv_heads, int head_k_dim, int head_v_dim, float scale)
+{
+    gla_chunk_output(q, k, v, g, chunk_states, o, rows, heads, kv_heads, head_k_dim, head_v_dim, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gla_chunk_output_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, const float* g,
+                                                                       const float* chunk_states, bf16_t* o, int rows, int heads,
+                                                                       int kv_heads, int head_k_dim, int head_v_dim, float scale)
+{
+    gla_chunk_output(q, k, v, g, chunk_states, o, rows, heads, kv_heads, head_k_dim, head_v_dim, scale);
+}
+
+// ================================================================ recurrent form (decode)
+
+// Grid (CeilDiv(d_v, 32), batch · kv_heads), 256 threads = 8 groups of key dimensions × 32 value dimensions. For each
+// of the `rows` tokens in order: S[i][j] ← α_t[i] S[i][j] + k_t[i] v_t[j] (α = exp(g), 1 without gates), then for each
+// query head of the group o_t[j] = Σ_i (scale q_t[i]) S[i][j], the 8 partial sums added through shared memory.
+// The state is read and written in place (global memory; it is the whole of decode's traffic).
+extern "C" __global__ void __launch_bounds__(256) gla_recurrent_decode_f32(const float* q, const float* k, const float* v, const float* g,
+                                                                          float* state, float* o, int rows, int heads, int kv_heads,
+                                                                          int head_k_dim, int head_v_dim, float scale)
+{
+    __shared__ float partial[8][32];
+    const int dk = head_k_dim, dv = head_v_dim;
+    const int lane = threadIdx.x % 32, group_row = threadIdx.x / 32;
+    const int j = blockIdx.x * 32 + lane;
+    const int bh = blockIdx.y, batch = bh / kv_heads, kh = bh % kv_heads;
+    const int group = heads / kv_heads;
+    float* s = state + (size_t)bh * dk * dv;
+    const bool active = j < dv;
+    for (int t = 0; t < rows; t++)
+    {
+        const size_t token = (size_t)batch * rows + t;
+        const float* kt = k + (token * kv_heads + kh) * dk;
+        const float* gt = g == nullptr ? nullptr : g + (token * kv_heads + kh) * dk;
+        if (active)
+        {
+            const float vj = v[(token * kv_heads + kh) * dv + j];
+            for (int i = group_row; i < dk; i += 8)
+            {
+                float value = s[(size_t)i * dv + j];
+                if (gt != nullptr)
+                    value *= expf(gt[i]);
+                s[(size_t)i * dv + j] = vj * kt[i] + value;
+            }
+        }
+        for (int r = 0; r < group; r++)
+        {
+            const int h = kh * group + r;
+            const float* qt = q + (token * heads + h) * dk;
+            float sum = 0.0f;
+            if (active)
+            {
+                for (int i = group_row; i < dk; i += 8)
+                    sum += qt[i] * scale * s[(size_t)i * dv + j];
+            }
+            partial[group_row][lane] = sum;
+            __syncthreads();
+            if (group_row == 0 && active)
+            {
+                float total = 0.0f;
+#pragma unroll
+                for (int x = 0; x < 8; x++)
+                    total += partial[x][lane];
+                o[(token * heads + h) * dv + j] = total;
+            }
+            __syncthreads();
+        }
+    }
+}
