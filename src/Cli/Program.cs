@@ -83,10 +83,19 @@ public static class Program
                 json.WriteNumberValue(id);
             json.WriteEndArray();
             json.WriteStartArray("logprobs");
+            // A position the model does not predict (a two-level model's first block) is null, as in the golden fixtures.
             foreach (double lp in score.LogProbs)
-                json.WriteNumberValue(lp);
+            {
+                if (double.IsNaN(lp))
+                    json.WriteNullValue();
+                else
+                    json.WriteNumberValue(lp);
+            }
             json.WriteEndArray();
-            json.WriteNumber("perplexity", score.Perplexity);
+            if (double.IsNaN(score.Perplexity))
+                json.WriteNull("perplexity");
+            else
+                json.WriteNumber("perplexity", score.Perplexity);
             json.WriteEndObject();
         }
         Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length));

@@ -103,20 +103,33 @@ namespace Horizon.Generators
 
         /// <summary>
         /// Text for an XML doc comment: markup characters escaped, and anything C# reads as a line break (which
-        /// would end the <c>///</c> comment and spill into code) or a control character replaced by a space.
+        /// would end the <c>///</c> comment and spill into code) or a control character replaced by a space. A
+        /// character XML does not allow (a lone surrogate, U+FFFE, U+FFFF) becomes U+FFFD.
         /// </summary>
         public static string XmlText(string value)
         {
             var builder = new StringBuilder(value.Length);
-            foreach (char c in value)
+            for (int i = 0; i < value.Length; i++)
             {
+                char c = value[i];
                 switch (c)
                 {
                     case '&': builder.Append("&amp;"); break;
                     case '<': builder.Append("&lt;"); break;
                     case '>': builder.Append("&gt;"); break;
                     default:
-                        builder.Append(c < ' ' || c == '\u0085' || c == '\u2028' || c == '\u2029' || (c >= '\u007F' && c <= '\u009F') ? ' ' : c);
+                        if (char.IsHighSurrogate(c) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+                        {
+                            builder.Append(c).Append(value[++i]);
+                        }
+                        else if (char.IsSurrogate(c) || c == '\uFFFE' || c == '\uFFFF')
+                        {
+                            builder.Append('\uFFFD');
+                        }
+                        else
+                        {
+                            builder.Append(c < ' ' || c == '\u0085' || c == '\u2028' || c == '\u2029' || (c >= '\u007F' && c <= '\u009F') ? ' ' : c);
+                        }
                         break;
                 }
             }

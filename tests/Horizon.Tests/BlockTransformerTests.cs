@@ -385,55 +385,166 @@ public class BlockTransformerTests
         Assert.That(ex!.Message, Does.Contain("n_embedding_tokens"));
     }
 
-    // ---------------------------------------------------------------- golden fixtures (pending)
+    // ---------------------------------------------------------------- golden fixtures: the op and the generated model
+
+    /// <summary>The fixtures of tests/golden/make_block_transformer_golden.py (GoldenTests also scores them through the registry).</summary>
+    public static IEnumerable<string> GoldenFixtures() =>
+        Directory.GetDirectories(RepositoryPaths.Golden, "block-transformer-*")
+            .Where(d => File.Exists(Path.Combine(d, "expected.json")))
+            .Select(d => Path.GetFileName(d)!)
+            .Order(StringComparer.Ordinal);
+
+    [Test]
+    public void The_golden_fixtures_are_in_tests_golden()
+    {
+        Assert.That(GoldenFixtures().ToArray(), Is.EquivalentTo(new[] { "block-transformer-b3-r3", "block-transformer-b4-main", "block-transformer-b4-nopad-sequential-bf16" }));
+    }
 
     /// <summary>
-    /// The fixtures of tests/golden/make_block_transformer_golden.py, when they have been generated into
-    /// tests/golden/pending/ (they are not loaded by GoldenTests until the architecture is in the registry): bound by
-    /// the official tensor names, scored in chunks of 37 tokens, against the script's float64 log-probs.
+    /// Each fixture bound by the official names twice: by <see cref="BlockTransformerWeights.FromCheckpoint"/> and run by
+    /// the op, and by the spec (models/block_transformer.model.json, through ModelRegistry) and run by the generated
+    /// model. Both score against the script's float64 log-probs in chunks of 37 tokens, at the fixture's first-block
+    /// padding; the generated model's logits equal the op's, NaN rows (the first block) included.
     /// </summary>
-    [Test]
-    public void Pending_golden_fixtures_match_their_float64_logprobs()
+    [TestCaseSource(nameof(GoldenFixtures))]
+    public void Golden_fixture_through_the_op_and_the_generated_model(string fixture)
     {
-        string pending = Path.Combine(RepositoryPaths.Golden, "pending");
-        var fixtures = Directory.Exists(pending)
-            ? Directory.GetDirectories(pending, "block-transformer*").Where(d => File.Exists(Path.Combine(d, "expected.json"))).Order(StringComparer.Ordinal).ToArray()
-            : [];
-        Assert.That(fixtures, Is.Not.Empty, "tests/golden/pending/block-transformer-* fixtures (made by tests/golden/make_block_transformer_golden.py)");
-        foreach (string fixture in fixtures)
-        {
-            using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(fixture, "expected.json")));
-            var root = json.RootElement;
-            int[] tokens = root.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-            double?[] expected = root.GetProperty("logprobs").EnumerateArray().Select(e => e.ValueKind == System.Text.Json.JsonValueKind.Null ? (double?)null : e.GetDouble()).ToArray();
-            int padding = root.GetProperty("first_block_padding").GetInt32();
+        string directory = Path.Combine(RepositoryPaths.Golden, fixture);
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(directory, "expected.json")));
+        var root = json.RootElement;
+        int[] tokens = root.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        double?[] expected = root.GetProperty("logprobs").EnumerateArray().Select(e => e.ValueKind == System.Text.Json.JsonValueKind.Null ? (double?)null : e.GetDouble()).ToArray();
+        int padding = root.GetProperty("first_block_padding").GetInt32();
 
-            using var checkpoint = ModelDirectory.Open(fixture);
-            var options = BlockTransformerOptions.FromConfig(checkpoint.Config);
-            var weights = BlockTransformerWeights.FromCheckpoint(checkpoint, options);
-            var state = new BlockTransformerState(options, tokens.Length, padding);
-            int vocab = options.VocabSize;
-            double maxError = 0;
-            for (int start = 0; start < tokens.Length - 1; start += 37)
+        using var checkpoint = ModelDirectory.Open(directory);
+        var options = BlockTransformerOptions.FromConfig(checkpoint.Config);
+        var weights = BlockTransformerWeights.FromCheckpoint(checkpoint, options);
+        var opState = new BlockTransformerState(options, tokens.Length, padding);
+        using var model = ModelRegistry.Load(directory);
+        Assert.That(model, Is.InstanceOf<Horizon.Models.BlockTransformerModel>());
+        var state = (Horizon.Models.BlockTransformerModel.State)model.CreateState(tokens.Length);
+        state.Reset(padding);
+
+        int vocab = options.VocabSize;
+        Assert.That(model.VocabSize, Is.EqualTo(vocab));
+        double opError = 0, specError = 0, opVsSpec = 0;
+        for (int start = 0; start < tokens.Length - 1; start += 37)
+        {
+            int count = Math.Min(37, tokens.Length - 1 - start);
+            var opLogits = new float[count * vocab];
+            var specLogits = new float[count * vocab];
+            BlockTransformer.Forward(tokens.AsSpan(start, count), weights, options, opState, opLogits);
+            model.Forward(tokens.AsSpan(start, count), state, specLogits);
+            for (int r = 0; r < count; r++)
             {
-                int count = Math.Min(37, tokens.Length - 1 - start);
-                var logits = new float[count * vocab];
-                BlockTransformer.Forward(tokens.AsSpan(start, count), weights, options, state, logits);
-                for (int r = 0; r < count; r++)
+                int i = start + r;
+                var opRow = opLogits.AsSpan(r * vocab, vocab);
+                var specRow = specLogits.AsSpan(r * vocab, vocab);
+                if (expected[i] is not double e)
                 {
-                    int i = start + r;
-                    var row = logits.AsSpan(r * vocab, vocab);
-                    if (expected[i] is not double e)
-                    {
-                        Assert.That(float.IsNaN(row[0]), $"{Path.GetFileName(fixture)}: token {i + 1} is in block 0 and has no prediction");
-                        continue;
-                    }
-                    maxError = Math.Max(maxError, Math.Abs(Scoring.LogSoftmaxAt(row, tokens[i + 1]) - e));
+                    Assert.That(float.IsNaN(opRow[0]) && float.IsNaN(specRow[0]), $"{fixture}: token {i + 1} is in block 0 and has no prediction");
+                    continue;
                 }
+                opError = Math.Max(opError, Math.Abs(Scoring.LogSoftmaxAt(opRow, tokens[i + 1]) - e));
+                specError = Math.Max(specError, Math.Abs(Scoring.LogSoftmaxAt(specRow, tokens[i + 1]) - e));
+                for (int v = 0; v < vocab; v++)
+                    opVsSpec = Math.Max(opVsSpec, Math.Abs(opRow[v] - specRow[v]));
             }
-            TestContext.Out.WriteLine($"{Path.GetFileName(fixture)}: max |Δ logprob| = {maxError:E2} over {expected.Count(e => e is not null)} tokens");
-            Assert.That(maxError, Is.LessThanOrEqualTo(1e-3), Path.GetFileName(fixture));
+            Assert.That((state.Length, state.Blocks, state.LocalLength), Is.EqualTo((opState.Length, opState.Blocks, opState.LocalLength)), $"{fixture}: after token {start + count}");
         }
+        TestContext.Out.WriteLine($"{fixture}: max |Δ logprob| op {opError:E2}, generated {specError:E2}; max |Δ logit| op vs generated {opVsSpec:E2}; over {expected.Count(e => e is not null)} tokens, P = {padding}");
+        Assert.That(opError, Is.LessThanOrEqualTo(1e-3), "op");
+        Assert.That(specError, Is.LessThanOrEqualTo(1e-3), "generated model");
+        Assert.That(opVsSpec, Is.LessThanOrEqualTo(1e-4), "the generated model runs the op's computation");
+    }
+
+    /// <summary>The generated model's state: sizes, the bound on the local states, fork mid-block, Reset with a padding.</summary>
+    [Test]
+    public void Generated_state_holds_block_caches_and_a_fixed_local_cache_and_forks_mid_block()
+    {
+        string directory = Path.Combine(RepositoryPaths.Golden, "block-transformer-b4-main");
+        using var model = Horizon.Models.BlockTransformerModel.Load(directory);
+        var (tokens, _) = GoldenTests.ReadExpected("block-transformer-b4-main");
+        tokens = tokens[..42];
+        int vocab = model.VocabSize, blockLength = model.BlockLength, prefix = model.PrefixTokens;
+        Assert.That((blockLength, prefix, model.PadTokenId), Is.EqualTo((4, 2, 0)));
+
+        var whole = new float[tokens.Length * vocab];
+        var reference = model.CreateState(tokens.Length);
+        model.Forward(tokens, reference, whole);
+        Assert.That(whole.All(float.IsFinite), "with the default padding L − 1 every row is defined");
+
+        var state = model.CreateState(tokens.Length);
+        Assert.That(state.FirstBlockPadding, Is.EqualTo(blockLength - 1));
+        // Block caches: one entry per complete block, room for ⌊(42 + 3) / 4⌋ = 11; local caches: R + L − 1 = 5 rows.
+        Assert.That(state.BlockDecoderLayers[0].Attention.Capacity, Is.EqualTo(11));
+        Assert.That(state.TokenDecoderLayers[0].Attention.Capacity, Is.EqualTo(prefix + blockLength - 1));
+        var step = new float[vocab];
+        for (int t = 0; t < 14; t++)
+        {
+            model.Forward(tokens.AsSpan(t, 1), state, step);
+            Assert.That(state.Blocks, Is.EqualTo((t + 1 + blockLength - 1) / blockLength));
+            Assert.That(state.BlockDecoderLayers[1].Attention.Length, Is.EqualTo(state.Blocks));
+            Assert.That(state.TokenDecoderLayers[1].Attention.Length, Is.EqualTo(state.LocalLength));
+            Assert.That(state.LocalLength, Is.LessThanOrEqualTo(prefix + blockLength - 1));
+            // Paged caches: the local ones never hold more than their R + L − 1 entries, one page.
+            Assert.That(state.TokenDecoderLayers[0].Attention.PagesHeld, Is.LessThanOrEqualTo(1));
+            Assert.That(state.TokenDecoderLayers[0].Attention.ByteSize, Is.LessThanOrEqualTo(state.TokenDecoderLayers[0].Attention.MaxByteSize));
+        }
+        Assert.That(state.StreamLength % blockLength, Is.Not.Zero, "the fork below is taken mid-block");
+
+        var fork = state.Clone();
+        Assert.That((fork.Length, fork.Blocks, fork.LocalLength, fork.FirstBlockPadding), Is.EqualTo((state.Length, state.Blocks, state.LocalLength, state.FirstBlockPadding)));
+        model.Forward(tokens.AsSpan(14, 9).ToArray().Reverse().ToArray(), state, new float[9 * vocab]); // the original goes elsewhere
+        var tail = new float[(tokens.Length - 14) * vocab];
+        model.Forward(tokens.AsSpan(14), fork, tail);
+        Assert.That(VariantTestSupport.MaxAbsDifference(tail, whole.AsSpan(14 * vocab).ToArray()), Is.LessThanOrEqualTo(1e-4), "the fork continues as the whole sequence would");
+
+        var copy = model.CreateState(tokens.Length);
+        copy.CopyFrom(fork);
+        Assert.That((copy.Length, copy.Blocks, copy.LocalLength), Is.EqualTo((fork.Length, fork.Blocks, fork.LocalLength)));
+
+        // Reset(P) then the tokens after P explicit pads: P = 1 over three pads = P = 0 over [pad, pad, pad] + tokens, row for row.
+        state.Reset(1);
+        Assert.That((state.Length, state.Blocks, state.LocalLength, state.FirstBlockPadding), Is.EqualTo((0, 0, 0, 1)));
+        var padded = new float[20 * vocab];
+        model.Forward(tokens.AsSpan(0, 20), state, padded);
+        var plainState = model.CreateState(tokens.Length);
+        plainState.Reset(0);
+        int[] withPads = [model.PadTokenId, .. tokens[..20]];
+        var plain = new float[21 * vocab];
+        model.Forward(withPads, plainState, plain);
+        for (int t = 0; t < 20; t++)
+        {
+            bool definedRow = t + 1 + 1 >= blockLength;
+            Assert.That(float.IsNaN(padded[t * vocab]), Is.EqualTo(!definedRow), $"row {t} with P = 1");
+        }
+        var paddedRows = padded.AsSpan(2 * vocab).ToArray();
+        var plainRows = plain.AsSpan(3 * vocab).ToArray();
+        Assert.That(VariantTestSupport.MaxAbsDifference(paddedRows, plainRows), Is.LessThanOrEqualTo(1e-5));
+        Assert.Throws<ArgumentOutOfRangeException>(() => state.Reset(blockLength));
+        state.Reset();
+        Assert.That(state.FirstBlockPadding, Is.EqualTo(1), "Reset() keeps the padding");
+    }
+
+    [Test]
+    public void Scoring_a_two_level_model_leaves_the_first_block_out_of_the_perplexity()
+    {
+        using var model = ModelRegistry.Load(Path.Combine(RepositoryPaths.Golden, "block-transformer-b4-nopad-sequential-bf16"));
+        var (tokens, _) = GoldenTests.ReadExpected("block-transformer-b4-nopad-sequential-bf16");
+        var unpadded = Scoring.Score(model, tokens, chunkSize: 50, firstBlockPadding: 0);
+        Assert.That(unpadded.LogProbs.Take(3).All(double.IsNaN), "tokens 1 … 3 are in block 0: no prediction");
+        Assert.That(unpadded.LogProbs.Skip(3).All(double.IsFinite));
+        Assert.That(unpadded.DefinedCount, Is.EqualTo(tokens.Length - 4));
+        double mean = unpadded.LogProbs.Skip(3).Average();
+        Assert.That(unpadded.Perplexity, Is.EqualTo(Math.Exp(-mean)).Within(1e-9));
+
+        var padded = Scoring.Score(model, tokens); // the default padding L − 1: every position defined
+        Assert.That(padded.DefinedCount, Is.EqualTo(tokens.Length - 1));
+        Assert.That(double.IsFinite(padded.Perplexity));
+
+        using var llama = ModelRegistry.Load(Path.Combine(RepositoryPaths.Golden, "llama-gqa-untied"));
+        Assert.Throws<ArgumentException>(() => Scoring.Score(llama, [1, 2, 3], firstBlockPadding: 0));
     }
 
     // ---------------------------------------------------------------- helpers

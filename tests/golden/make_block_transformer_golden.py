@@ -3,11 +3,12 @@
 per-token log-probs, for Horizon's `block_transformer` golden tests.
 
 Run on a machine with torch and safetensors (no network; transformers optional, see --check-transformers):
-    python tests/golden/make_block_transformer_golden.py                 # writes tests/golden/pending/
+    python tests/golden/make_block_transformer_golden.py                 # writes tests/golden/block-transformer-*
     python tests/golden/make_block_transformer_golden.py --out DIR --check-transformers
 
-The fixtures go to tests/golden/pending/ by default, NOT tests/golden/: GoldenTests loads every
-tests/golden/*/expected.json through the model registry, and no registry entry exists for this architecture yet.
+GoldenTests loads every tests/golden/*/expected.json through the model registry: these fixtures are loaded by the
+generated BlockTransformerModel (models/block_transformer.model.json, architecture BlockTransformerForCausalLM), scored
+at their "first_block_padding", and compared over the non-null entries.
 
 Each fixture directory holds
   model.safetensors  tensor names exactly as the official `BlockTransformer` module's state_dict names them
@@ -383,7 +384,7 @@ def _make_fixture(out_dir, name, cfg, seq_len, seed, padding=None, dtype=torch.f
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="tests/golden/pending")
+    ap.add_argument("--out", default="tests/golden")
     ap.add_argument("--check-transformers", action="store_true",
                     help="also run both GPT-NeoX stacks through transformers' GPTNeoXModel (float64) and compare")
     args = ap.parse_args()

@@ -426,10 +426,60 @@ namespace Horizon.Generators.Emitter
             }, terminator);
         }
 
-        public override void EmitForward(CodeWriter writer, NodeContext context, string input, string output, string weights, string? state, string count)
+        public override void EmitForward(CodeWriter writer, NodeContext context, string input, string output, string weights, string? state, string count) =>
+            writer.Line($"global::Horizon.Ops.GeluMlp.Forward({input}, {count}, {weights}, {context.InstanceGelu(_node.Approximation)}, {output});");
+    }
+
+    /// <summary>
+    /// <c>gpt_neox_attention</c>: <c>Horizon.Ops.GptNeoXAttention</c> with the fused per-head q|k|v projection
+    /// [3·width, width] and partial rotary; options (head_dim, rotary table) built once per block group in Load.
+    /// </summary>
+    internal sealed class GptNeoXAttentionEmitter : NodeEmitter
+    {
+        private readonly GptNeoXAttentionSpec _node;
+
+        public GptNeoXAttentionEmitter(GptNeoXAttentionSpec node) => _node = node;
+
+        public override string WeightsType => "global::Horizon.Ops.GptNeoXAttentionWeights";
+
+        public override string? StateType => "global::Horizon.Ops.KvCache";
+
+        public override string StateSummary => $"Keys and values of gpt_neox_attention <c>{Naming.XmlText(_node.Name)}</c>.";
+
+        public override IReadOnlyList<FieldPlan> Fields(NodeContext context) => new[]
         {
-            string approximation = _node.Approximation == GeluApproximation.Tanh ? "Tanh" : "None";
-            writer.Line($"global::Horizon.Ops.GeluMlp.Forward({input}, {count}, {weights}, global::Horizon.Ops.GeluApproximation.{approximation}, {output});");
+            new FieldPlan("global::Horizon.Ops.GptNeoXOptions", context.Field("Options"), context.Local("Options")),
+        };
+
+        public override void EmitSetup(CodeWriter writer, NodeContext context)
+        {
+            writer.Line($"// {context.Description}: head_dim = width / heads and the partial rotary table, shared by every layer of the group.");
+            writer.Line($"var {context.Local("Options")} = global::Horizon.Ops.GptNeoXAttention.CreateOptions(config, "
+                + $"{context.Width}, {Naming.StringLiteral(context.WidthName)}, {context.LoadInt(_node.Heads)}, {Naming.StringLiteral(context.NameOf(_node.Heads, "heads"))}, "
+                + $"{context.LoadFloat(_node.RotaryPct)}, {Naming.StringLiteral(context.NameOf(_node.RotaryPct, "rotary_pct"))}, "
+                + $"{context.LoadFloat(_node.RopeTheta)}, {Naming.StringLiteral(context.NameOf(_node.RopeTheta, "rope_theta"))});");
+            writer.Line($"int {context.Local("FusedWidth")} = {context.Product(IntValue.Of(3), "3", context.WidthValue, "dim")};");
+        }
+
+        public override void EmitBind(CodeWriter writer, NodeContext context, Func<string, string> tensor, string label, string terminator)
+        {
+            string fused = context.Local("FusedWidth"), width = context.Width;
+            EmitArguments(writer, label, WeightsType, new[]
+            {
+                $"QueryKeyValue: BindMatrix({tensor(_node.QueryKeyValueWeight + ".weight")}, {fused}, {width})",
+                $"QueryKeyValueBias: {EmitHelpers.When(context, _node.QkvBias, $"BindVector({tensor(_node.QueryKeyValueWeight + ".bias")}, {fused})")}",
+                $"Dense: BindMatrix({tensor(_node.OutputWeight + ".weight")}, {width}, {width})",
+                $"DenseBias: {EmitHelpers.When(context, _node.OutputBias, $"BindVector({tensor(_node.OutputWeight + ".bias")}, {width})")}",
+            }, terminator);
+        }
+
+        public override void EmitForward(CodeWriter writer, NodeContext context, string input, string output, string weights, string? state, string count) =>
+            writer.Line($"global::Horizon.Ops.GptNeoXAttention.Forward({input}, {count}, {weights}, {context.Field("Options")}, {state}, {output});");
+
+        public override string CreateState(NodeContext context, string capacity)
+        {
+            string options = context.Field("Options");
+            return $"new global::Horizon.Ops.KvCache({capacity}, {options}.Heads, {options}.HeadDim)";
         }
     }
 

@@ -14,11 +14,13 @@ namespace Horizon.Generators.Emitter
         private readonly Dictionary<string, string> _locals = new Dictionary<string, string>(StringComparer.Ordinal);
         private readonly Dictionary<string, string> _fields = new Dictionary<string, string>(StringComparer.Ordinal);
 
-        public NodeContext(ModelEmitter model, NodeSpec node, BlockGroupSpec? group)
+        /// <param name="width">The width of the level the node runs in: the embedding's dim (a two-level spec: its level's).</param>
+        public NodeContext(ModelEmitter model, NodeSpec node, BlockGroupSpec? group, IntValue width)
         {
             _model = model;
             Node = node;
             Group = group;
+            WidthValue = width;
         }
 
         public NodeSpec Node { get; }
@@ -49,12 +51,18 @@ namespace Horizon.Generators.Emitter
             return name;
         }
 
-        /// <summary>The model width (embedding dim) in <c>Load</c>.</summary>
-        public string Width => _model.LoadInt(_model.Spec.Embedding.Dim);
+        /// <summary>The width every node of the level reads and writes: the embedding's dim (a two-level spec: its level's).</summary>
+        public IntValue WidthValue { get; }
+
+        /// <summary>The model width (the level's embedding dim) in <c>Load</c>.</summary>
+        public string Width => _model.LoadInt(WidthValue);
 
         public string LoadInt(IntValue value) => _model.LoadInt(value);
 
         public string InstanceFloat(FloatValue value) => _model.InstanceFloat(value);
+
+        /// <summary>A GELU variant outside <c>Load</c>: the enum member of a literal, or the gelu symbol's property.</summary>
+        public string InstanceGelu(GeluValue value) => _model.InstanceGelu(value);
 
         /// <summary>A float in <c>Load</c>: its literal, or the symbol's local.</summary>
         public string LoadFloat(FloatValue value) => _model.LoadFloat(value);
@@ -73,8 +81,8 @@ namespace Horizon.Generators.Emitter
         /// <summary>How load-time errors name a float: its config key or symbol, or the node property for a literal.</summary>
         public string NameOf(FloatValue value, string property) => _model.DisplayName(value, property);
 
-        /// <summary>How load-time errors name the model width: the embedding's dim (its config key or symbol).</summary>
-        public string WidthName => _model.DisplayName(_model.Spec.Embedding.Dim, "dim");
+        /// <summary>How load-time errors name the model width: the level's embedding dim (its config key or symbol).</summary>
+        public string WidthName => _model.DisplayName(WidthValue, "dim");
 
         /// <summary>
         /// C# for <paramref name="left"/> × <paramref name="right"/> in <c>Load</c>: a constant when both are
@@ -102,6 +110,7 @@ namespace Horizon.Generators.Emitter
             RmsNormSpec norm => new RmsNormEmitter(norm),
             LayerNormSpec norm => new LayerNormEmitter(norm),
             AttentionSpec attention => new AttentionEmitter(attention),
+            GptNeoXAttentionSpec neox => new GptNeoXAttentionEmitter(neox),
             GlaSpec gla => new GlaEmitter(gla),
             LinearAttentionSpec linear => new LinearAttentionEmitter(linear),
             SlidingWindowAttentionSpec window => new SlidingWindowAttentionEmitter(window),

@@ -12,6 +12,12 @@ namespace Horizon.Generators.Model
 
         /// <summary>A float that may be absent: <c>"type": "float"</c> with <c>"default": null</c> (C# <c>float?</c>).</summary>
         OptionalFloat,
+
+        /// <summary>
+        /// <c>"type": "gelu"</c>: a GELU variant read from an activation name (Hugging Face <c>hidden_act</c>: gelu is
+        /// exact, gelu_new / gelu_fast / gelu_pytorch_tanh the tanh approximation); C# <c>Horizon.Ops.GeluApproximation</c>.
+        /// </summary>
+        Gelu,
     }
 
     /// <summary>A size: a positive int literal, or the name of an int symbol.</summary>
@@ -24,6 +30,9 @@ namespace Horizon.Generators.Model
 
     /// <summary>A float (an <c>eps</c>): a number literal, or the name of a float symbol.</summary>
     internal sealed record FloatValue(double Literal, string? Symbol);
+
+    /// <summary>A GELU variant (gelu_mlp's <c>approximation</c>): "none"/"tanh", or the name of a gelu symbol.</summary>
+    internal sealed record GeluValue(GeluApproximation Literal, string? Symbol);
 
     /// <summary>A flag (<c>qkv_bias</c>, <c>tied</c>, ...): true/false, or the name of a bool symbol.</summary>
     internal sealed record FlagValue(bool Literal, string? Symbol)
@@ -75,7 +84,8 @@ namespace Horizon.Generators.Model
         IntExpression? IntDefault,
         double? FloatDefault,
         string? FloatDefaultSymbol,
-        bool? BoolDefault)
+        bool? BoolDefault,
+        string? GeluDefault)
     {
         /// <summary>The name load-time errors use: the config.json key a user would edit, else the symbol.</summary>
         public string DisplayName => ConfigKey ?? Name;
@@ -249,13 +259,32 @@ namespace Horizon.Generators.Model
         string Name,
         string PropertyName,
         IntValue Intermediate,
-        GeluApproximation Approximation,
+        GeluValue Approximation,
         FlagValue Bias,
         string Fc1Weight,
         string Fc2Weight)
         : NodeSpec(Name, PropertyName)
     {
         public override string Kind => NodeKinds.GeluMlp;
+    }
+
+    /// <summary>
+    /// <c>gpt_neox_attention</c>: GPT-NeoX's attention, one fused per-head q|k|v projection and partial rotary
+    /// embedding (rotary_dim = int(head_dim · rotary_pct) of each head); head_dim = width / heads; no key/value grouping.
+    /// </summary>
+    internal sealed record GptNeoXAttentionSpec(
+        string Name,
+        string PropertyName,
+        IntValue Heads,
+        FloatValue RotaryPct,
+        FloatValue RopeTheta,
+        FlagValue QkvBias,
+        FlagValue OutputBias,
+        string QueryKeyValueWeight,
+        string OutputWeight)
+        : NodeSpec(Name, PropertyName)
+    {
+        public override string Kind => NodeKinds.GptNeoXAttention;
     }
 
     /// <summary>Where one checkpoint layout keeps an MoE block's tensors (names under the layer prefix).</summary>
@@ -289,7 +318,8 @@ namespace Horizon.Generators.Model
 
     /// <summary>
     /// A block group: <see cref="Repeat"/> identical blocks (mixer_norm → mixer → +residual → mlp_norm → mlp →
-    /// +residual); <see cref="Prefix"/> holds <c>{layer}</c>, replaced by the global layer index.
+    /// +residual, or with <see cref="ParallelResidual"/> x + mixer(mixer_norm(x)) + mlp(mlp_norm(x)));
+    /// <see cref="Prefix"/> holds <c>{layer}</c>, replaced by the global layer index.
     /// </summary>
     internal sealed record BlockGroupSpec(
         string Name,
@@ -299,7 +329,8 @@ namespace Horizon.Generators.Model
         NodeSpec MixerNorm,
         NodeSpec Mixer,
         NodeSpec MlpNorm,
-        NodeSpec Mlp)
+        NodeSpec Mlp,
+        FlagValue ParallelResidual)
     {
         /// <summary>The nodes in the order a block runs them.</summary>
         public NodeSpec[] Nodes => new[] { MixerNorm, Mixer, MlpNorm, Mlp };
@@ -316,6 +347,32 @@ namespace Horizon.Generators.Model
     /// </summary>
     internal sealed record SupportedConfigValue(string Key, EquatableArray<string> Values);
 
+    /// <summary>
+    /// The block decoder's embedder of a two-level spec (<c>"kind": "lookup_concat"</c>): a table [vocab, dim /
+    /// block_length]; a block's embedding is the concatenation of its <see cref="BlockLength"/> tokens' rows, width dim.
+    /// </summary>
+    /// <param name="PadToken">The first block's pad token: a literal id, or null to read it from config.json.</param>
+    internal sealed record LookupEmbedderSpec(string Name, string PropertyName, string Weight, IntValue Vocab, IntValue Dim, IntValue BlockLength, int? PadToken);
+
+    /// <summary>The token decoder's prefix projection: [prefix_tokens · token dim, block dim] (+ bias), one context embedding → R prefix rows.</summary>
+    internal sealed record PrefixProjectionSpec(string Name, string PropertyName, IntValue PrefixTokens, string Weight, string? Bias);
+
+    /// <summary>
+    /// What a two-level spec (<c>"levels"</c>) adds: the block decoder (embedder, block groups, final norm) and the
+    /// token decoder's prefix projection. The token decoder's embedding, block groups and final norm are the spec's
+    /// <see cref="ModelSpec.Embedding"/>, <see cref="ModelSpec.Blocks"/> and <see cref="ModelSpec.FinalNorm"/>: the level
+    /// that makes the logits.
+    /// </summary>
+    internal sealed record TwoLevelSpec(
+        LookupEmbedderSpec Embedder,
+        EquatableArray<BlockGroupSpec> BlockDecoder,
+        NodeSpec BlockFinalNorm,
+        PrefixProjectionSpec Prefix);
+
+    /// <summary>
+    /// A spec. Single-level: <see cref="Embedding"/> → <see cref="Blocks"/> → <see cref="FinalNorm"/> →
+    /// <see cref="LmHead"/>. Two-level (<see cref="Levels"/> not null): those four are the token decoder's.
+    /// </summary>
     internal sealed record ModelSpec(
         string FileName,
         string ClassName,
@@ -327,7 +384,8 @@ namespace Horizon.Generators.Model
         EmbeddingSpec Embedding,
         EquatableArray<BlockGroupSpec> Blocks,
         NodeSpec FinalNorm,
-        LmHeadSpec LmHead);
+        LmHeadSpec LmHead,
+        TwoLevelSpec? Levels);
 
     /// <summary>A name declared by a spec and where, for checks across specs (duplicate classes, architectures).</summary>
     internal sealed record NamedLocation(string Name, LocationInfo Location);

@@ -19,6 +19,7 @@ namespace Horizon.Generators.Model
         public const string RmsNorm = "rms_norm";
         public const string LayerNorm = "layer_norm";
         public const string Attention = "attention";
+        public const string GptNeoXAttention = "gpt_neox_attention";
         public const string Gla = "gla";
         public const string LinearAttention = "linear_attention";
         public const string SlidingWindowAttention = "sliding_window_attention";

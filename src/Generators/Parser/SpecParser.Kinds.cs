@@ -334,23 +334,100 @@ namespace Horizon.Generators.Parser
         {
             string what = reader.What;
             var intermediate = ReadSize(reader.Required("intermediate", " (the width of fc1)"), $"\"intermediate\" of {what}");
-            var approximationNode = reader.Required("approximation", " (\"tanh\" or \"none\", as torch's F.gelu names them)");
-            string? approximationText = ReadString(approximationNode, $"\"approximation\" of {what}");
-            GeluApproximation? approximation = approximationText switch
-            {
-                null => null,
-                "none" => GeluApproximation.None,
-                "tanh" => GeluApproximation.Tanh,
-                _ => null,
-            };
-            if (approximationText is not null && approximation is null)
-                Report(DiagnosticDescriptors.InvalidValue, approximationNode!,
-                    $"\"approximation\" of {what} must be \"none\" (exact GELU, erf) or \"tanh\", found \"{approximationText}\"");
+            var approximationNode = reader.Required("approximation", " (\"tanh\" or \"none\", as torch's F.gelu names them, or a gelu symbol)");
+            var approximation = ReadGelu(approximationNode, $"\"approximation\" of {what}");
             var bias = ReadOptionalFlag(reader, "bias", what);
             var weights = ReadWeightNames(reader.Required("weights"), what, new[] { WeightRole.Required("fc1"), WeightRole.Required("fc2") });
             if (intermediate is null || approximation is null || bias is null || weights is null)
                 return null;
-            return new GeluMlpSpec(name, Naming.ToPascalCase(name), intermediate, approximation.Value, bias, weights["fc1"][0], weights["fc2"][0]);
+            return new GeluMlpSpec(name, Naming.ToPascalCase(name), intermediate, approximation, bias, weights["fc1"][0], weights["fc2"][0]);
+        }
+
+        /// <summary>
+        /// A GELU variant: "none" (exact, erf) or "tanh", as torch's F.gelu names them, or the name of a gelu symbol
+        /// (bound at load from an activation name such as config.json's hidden_act).
+        /// </summary>
+        private GeluValue? ReadGelu(JsonNode? node, string what)
+        {
+            string? text = ReadString(node, what);
+            switch (text)
+            {
+                case null:
+                    return null;
+                case "none":
+                    return new GeluValue(GeluApproximation.None, null);
+                case "tanh":
+                    return new GeluValue(GeluApproximation.Tanh, null);
+            }
+            if (Naming.IsSpecName(text) && _symbols.ContainsKey(text))
+                return ResolveSymbol(text, SymbolType.Gelu, what, At(node!)) ? new GeluValue(GeluApproximation.None, text) : null;
+            Report(DiagnosticDescriptors.InvalidValue, node!,
+                $"{what} must be \"none\" (exact GELU, erf) or \"tanh\", or the name of a gelu symbol, found \"{text}\"");
+            return null;
+        }
+
+        // ---- gpt_neox_attention ---------------------------------------------------------------------------------
+
+        private NodeSpec? ReadGptNeoXAttention(ObjectReader reader, string name)
+        {
+            string what = reader.What;
+            var headsNode = reader.Required("heads", " (the number of heads; head_dim = width / heads)");
+            var heads = ReadSize(headsNode, $"\"heads\" of {what}");
+            var rotaryNode = reader.Required("rotary_pct", " (the fraction of each head RoPE rotates: rotary_dim = int(head_dim · rotary_pct))");
+            var rotaryPct = ReadFloat(rotaryNode, $"\"rotary_pct\" of {what}");
+            var thetaNode = reader.Required("rope_theta", " (the RoPE base, GPT-NeoX's rotary_emb_base)");
+            var ropeTheta = ReadFloat(thetaNode, $"\"rope_theta\" of {what}");
+            var qkvBias = ReadOptionalFlag(reader, "qkv_bias", what);
+            var outputBias = ReadOptionalFlag(reader, "output_bias", what);
+            var weights = ReadWeightNames(reader.Required("weights"), what, new[] { WeightRole.Required("query_key_value"), WeightRole.Required("output") });
+
+            bool valid = true;
+            if (ropeTheta is { Symbol: null, Literal: <= 0 })
+            {
+                Report(DiagnosticDescriptors.InvalidValue, thetaNode!, $"\"rope_theta\" of {what} must be positive, found {ropeTheta.Literal.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}");
+                valid = false;
+            }
+            if (heads is not null && rotaryPct is not null)
+                valid &= CheckGptNeoXSizes(heads, headsNode!, rotaryPct, rotaryNode!, what);
+            if (!valid || heads is null || rotaryPct is null || ropeTheta is null || qkvBias is null || outputBias is null || weights is null)
+                return null;
+            return new GptNeoXAttentionSpec(name, Naming.ToPascalCase(name), heads, rotaryPct, ropeTheta, qkvBias, outputBias,
+                weights["query_key_value"][0], weights["output"][0]);
+        }
+
+        /// <summary>
+        /// What the generator can check of a gpt_neox_attention: heads divide the width (HZ0004), and rotary_pct is in
+        /// (0, 1] and gives an even rotary width of at least 2 (HZ0007), as far as the values are known.
+        /// </summary>
+        private bool CheckGptNeoXSizes(IntValue heads, JsonNode headsNode, FloatValue rotaryPct, JsonNode rotaryNode, string what)
+        {
+            double? pct = Known(rotaryPct);
+            if (pct is double p && !(p > 0 && p <= 1))
+            {
+                Report(DiagnosticDescriptors.InvalidValue, rotaryNode, $"\"rotary_pct\" of {what} must be in (0, 1], found {p.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}");
+                return false;
+            }
+            if (_modelWidth is null || Known(_modelWidth) is not long width || Known(heads) is not long h)
+                return true;
+            if (width % h != 0)
+            {
+                Report(DiagnosticDescriptors.SizeDoesNotDivide, headsNode,
+                    $"{what} has {Describe(heads, h)} heads, which do not divide its width {Describe(_modelWidth, width)} (head_dim = width / heads)");
+                return false;
+            }
+            if (pct is double fraction)
+            {
+                long headDim = width / h;
+                // As the runtime's GptNeoXAttention.RotaryDim: Python's int() of the product, for a float32 fraction.
+                long rotary = (long)System.Math.Floor(headDim * (double)(float)fraction * (1 + 1e-6));
+                if (rotary < 2 || rotary % 2 != 0)
+                {
+                    Report(DiagnosticDescriptors.InvalidValue, rotaryNode,
+                        $"\"rotary_pct\" of {what} gives int(head_dim {headDim} × {fraction.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}) = {rotary} rotary dims, which must be even and at least 2");
+                    return false;
+                }
+            }
+            return true;
         }
 
         private NodeSpec? ReadMoe(ObjectReader reader, string name)

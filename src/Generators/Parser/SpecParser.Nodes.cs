@@ -35,6 +35,7 @@ namespace Horizon.Generators.Parser
             new NodeKind(NodeKinds.RmsNorm, NodeRole.Norm, (parser, reader, name) => parser.ReadRmsNorm(reader, name)),
             new NodeKind(NodeKinds.LayerNorm, NodeRole.Norm, (parser, reader, name) => parser.ReadLayerNorm(reader, name)),
             new NodeKind(NodeKinds.Attention, NodeRole.Mixer, (parser, reader, name) => parser.ReadAttention(reader, name)),
+            new NodeKind(NodeKinds.GptNeoXAttention, NodeRole.Mixer, (parser, reader, name) => parser.ReadGptNeoXAttention(reader, name)),
             new NodeKind(NodeKinds.Gla, NodeRole.Mixer, (parser, reader, name) => parser.ReadGla(reader, name)),
             new NodeKind(NodeKinds.LinearAttention, NodeRole.Mixer, (parser, reader, name) => parser.ReadLinearAttention(reader, name)),
             new NodeKind(NodeKinds.SlidingWindowAttention, NodeRole.Mixer, (parser, reader, name) => parser.ReadSlidingWindowAttention(reader, name)),
@@ -116,16 +117,17 @@ namespace Horizon.Generators.Parser
 
         // ---- Embedding and head -------------------------------------------------------------------------------
 
-        private ParsedEmbedding? ReadEmbedding(JsonNode? node)
+        /// <param name="what">How messages name it: "\"embedding\"", or the token decoder's.</param>
+        private ParsedEmbedding? ReadEmbedding(JsonNode? node, string what)
         {
-            var reader = ObjectOf(node, "\"embedding\"", "{\"name\", \"weight\", \"vocab\", \"dim\"}");
+            var reader = ObjectOf(node, what, "{\"name\", \"weight\", \"vocab\", \"dim\"}");
             if (reader is null)
                 return null;
             var nameNode = reader.Required("name");
-            string? name = ReadName(nameNode, "\"name\" of \"embedding\"");
-            string? weight = ReadTensorName(reader.Required("weight", " (the tensor name of the [vocab, dim] table)"), "\"weight\" of \"embedding\"");
-            var vocab = ReadSize(reader.Required("vocab", " (the vocabulary size)"), "\"vocab\" of \"embedding\"");
-            var dim = ReadSize(reader.Required("dim", " (the model width, used by every node)"), "\"dim\" of \"embedding\"");
+            string? name = ReadName(nameNode, $"\"name\" of {what}");
+            string? weight = ReadTensorName(reader.Required("weight", " (the tensor name of the [vocab, dim] table)"), $"\"weight\" of {what}");
+            var vocab = ReadSize(reader.Required("vocab", " (the vocabulary size)"), $"\"vocab\" of {what}");
+            var dim = ReadSize(reader.Required("dim", " (the model width, used by every node)"), $"\"dim\" of {what}");
             reader.ReportUnknown();
             _modelWidth = dim;
             if (name is null || weight is null || vocab is null || dim is null)
@@ -151,6 +153,185 @@ namespace Horizon.Generators.Parser
             if (name is null || tied is null || (weight is null && !tied.IsAlwaysTrue))
                 return null;
             return new ParsedLmHead(new LmHeadSpec(name, Naming.ToPascalCase(name), weight, tied), nameNode!);
+        }
+
+        // ---- Two levels: block decoder and token decoder ----------------------------------------------------------
+
+        private sealed class ParsedLevels
+        {
+            public ParsedLevels(TwoLevelSpec spec, JsonNode embedderName, List<ParsedBlock> blockBlocks, ParsedNode blockFinalNorm, JsonNode prefixName,
+                ParsedEmbedding tokenEmbedding, List<ParsedBlock> tokenBlocks, ParsedNode tokenFinalNorm)
+            {
+                Spec = spec;
+                EmbedderName = embedderName;
+                BlockBlocks = blockBlocks;
+                BlockFinalNorm = blockFinalNorm;
+                PrefixName = prefixName;
+                TokenEmbedding = tokenEmbedding;
+                TokenBlocks = tokenBlocks;
+                TokenFinalNorm = tokenFinalNorm;
+            }
+
+            public TwoLevelSpec Spec { get; }
+
+            public JsonNode EmbedderName { get; }
+
+            public List<ParsedBlock> BlockBlocks { get; }
+
+            public ParsedNode BlockFinalNorm { get; }
+
+            public JsonNode PrefixName { get; }
+
+            public ParsedEmbedding TokenEmbedding { get; }
+
+            public List<ParsedBlock> TokenBlocks { get; }
+
+            public ParsedNode TokenFinalNorm { get; }
+        }
+
+        /// <summary>The kind of the block decoder's embedder: L lookups concatenated (the Block Transformer's lookup embedder).</summary>
+        public const string LookupConcat = "lookup_concat";
+
+        /// <summary>
+        /// "levels": {"block_decoder": {"embedding" (lookup_concat), "blocks", "final_norm"}, "token_decoder":
+        /// {"embedding", "prefix_projection", "blocks", "final_norm"}}. Each level's blocks are read after its
+        /// embedding, so their compile-time checks use that level's width.
+        /// </summary>
+        private ParsedLevels? ReadLevels(JsonNode node)
+        {
+            var reader = ObjectOf(node, "\"levels\"", "{\"block_decoder\", \"token_decoder\"}");
+            if (reader is null)
+                return null;
+
+            ParsedLookupEmbedder? embedder = null;
+            List<ParsedBlock>? blockBlocks = null;
+            ParsedNode? blockFinalNorm = null;
+            var blockReader = ObjectOf(reader.Required("block_decoder", " (the level that runs over blocks: \"embedding\", \"blocks\", \"final_norm\")"),
+                "\"block_decoder\"", "{\"embedding\", \"blocks\", \"final_norm\"}");
+            if (blockReader is not null)
+            {
+                embedder = ReadLookupEmbedder(blockReader.Required("embedding", " (the block embedder, {\"kind\": \"lookup_concat\", ...})"));
+                blockBlocks = ReadBlocks(blockReader.Required("blocks"));
+                blockFinalNorm = ReadNode(blockReader.Required("final_norm"), NodeRole.Norm, "\"final_norm\"", null);
+                blockReader.ReportUnknown();
+            }
+
+            ParsedEmbedding? tokenEmbedding = null;
+            ParsedPrefix? prefix = null;
+            List<ParsedBlock>? tokenBlocks = null;
+            ParsedNode? tokenFinalNorm = null;
+            var tokenReader = ObjectOf(reader.Required("token_decoder", " (the level that runs inside a block: \"embedding\", \"prefix_projection\", \"blocks\", \"final_norm\")"),
+                "\"token_decoder\"", "{\"embedding\", \"prefix_projection\", \"blocks\", \"final_norm\"}");
+            if (tokenReader is not null)
+            {
+                tokenEmbedding = ReadEmbedding(tokenReader.Required("embedding"), "\"embedding\" of \"token_decoder\"");
+                prefix = ReadPrefixProjection(tokenReader.Required("prefix_projection", " (the projection of the previous block's context embedding into prefix rows)"));
+                tokenBlocks = ReadBlocks(tokenReader.Required("blocks"));
+                tokenFinalNorm = ReadNode(tokenReader.Required("final_norm"), NodeRole.Norm, "\"final_norm\"", null);
+                tokenReader.ReportUnknown();
+            }
+            reader.ReportUnknown();
+
+            if (embedder is null || blockBlocks is null || blockFinalNorm is null || tokenEmbedding is null || prefix is null || tokenBlocks is null || tokenFinalNorm is null)
+                return null;
+            var blockGroups = new List<BlockGroupSpec>();
+            foreach (var block in blockBlocks)
+                blockGroups.Add(block.Spec);
+            var spec = new TwoLevelSpec(embedder.Spec, blockGroups.ToEquatableArray(), blockFinalNorm.Spec, prefix.Spec);
+            return new ParsedLevels(spec, embedder.NameNode, blockBlocks, blockFinalNorm, prefix.NameNode, tokenEmbedding, tokenBlocks, tokenFinalNorm);
+        }
+
+        private sealed class ParsedLookupEmbedder
+        {
+            public ParsedLookupEmbedder(LookupEmbedderSpec spec, JsonNode nameNode)
+            {
+                Spec = spec;
+                NameNode = nameNode;
+            }
+
+            public LookupEmbedderSpec Spec { get; }
+
+            public JsonNode NameNode { get; }
+        }
+
+        private sealed class ParsedPrefix
+        {
+            public ParsedPrefix(PrefixProjectionSpec spec, JsonNode nameNode)
+            {
+                Spec = spec;
+                NameNode = nameNode;
+            }
+
+            public PrefixProjectionSpec Spec { get; }
+
+            public JsonNode NameNode { get; }
+        }
+
+        private ParsedLookupEmbedder? ReadLookupEmbedder(JsonNode? node)
+        {
+            const string what = "\"embedding\" of \"block_decoder\"";
+            var reader = ObjectOf(node, what, "{\"kind\": \"lookup_concat\", \"name\", \"weight\", \"vocab\", \"dim\", \"block_length\", \"pad_token\"}");
+            if (reader is null)
+                return null;
+            var kindNode = reader.Required("kind", $" (the block embedder's kind: \"{LookupConcat}\")");
+            string? kind = ReadString(kindNode, $"\"kind\" of {what}");
+            if (kind is not null && kind != LookupConcat)
+            {
+                Report(DiagnosticDescriptors.InvalidValue, kindNode!,
+                    $"\"kind\" of {what} must be \"{LookupConcat}\" (a lookup per token of the block, concatenated: the Block Transformer's lookup embedder), found \"{kind}\"");
+                kind = null;
+            }
+            var nameNode = reader.Required("name");
+            string? name = ReadName(nameNode, $"\"name\" of {what}");
+            string? weight = ReadTensorName(reader.Required("weight", " (the tensor name of the [vocab, dim / block_length] table)"), $"\"weight\" of {what}");
+            var vocab = ReadSize(reader.Required("vocab", " (the vocabulary size)"), $"\"vocab\" of {what}");
+            var dim = ReadSize(reader.Required("dim", " (the block decoder's width: a block embedding, block_length lookups side by side)"), $"\"dim\" of {what}");
+            var blockLengthNode = reader.Required("block_length", " (L: tokens per block)");
+            var blockLength = ReadSize(blockLengthNode, $"\"block_length\" of {what}");
+            int? padToken = null;
+            bool padValid = true;
+            if (reader.Optional("pad_token") is JsonNode padNode)
+            {
+                if (padNode is JsonNumber { Integer: long pad } && pad >= 0 && pad <= int.MaxValue)
+                    padToken = (int)pad;
+                else if (padNode is not JsonString { Value: "config" })
+                {
+                    Report(DiagnosticDescriptors.InvalidValue, padNode,
+                        $"\"pad_token\" of {what} must be \"config\" (config.json's pad_token_id, else eos_token_id, else 0) or a token id (a whole number ≥ 0), found {Found(padNode)}");
+                    padValid = false;
+                }
+            }
+            reader.ReportUnknown();
+            _modelWidth = dim;
+
+            bool divides = true;
+            if (dim is not null && blockLength is not null && Known(dim) is long d && Known(blockLength) is long l && d % l != 0)
+            {
+                Report(DiagnosticDescriptors.SizeDoesNotDivide, blockLengthNode!,
+                    $"{what} concatenates {Describe(blockLength, l)} lookups into a block embedding of width {Describe(dim, d)}, which they do not divide evenly");
+                divides = false;
+            }
+            if (kind is null || name is null || weight is null || vocab is null || dim is null || blockLength is null || !padValid || !divides)
+                return null;
+            return new ParsedLookupEmbedder(new LookupEmbedderSpec(name, Naming.ToPascalCase(name), weight, vocab, dim, blockLength, padToken), nameNode!);
+        }
+
+        private ParsedPrefix? ReadPrefixProjection(JsonNode? node)
+        {
+            const string what = "\"prefix_projection\" of \"token_decoder\"";
+            var reader = ObjectOf(node, what, "{\"name\", \"prefix_tokens\", \"weight\", \"bias\"}");
+            if (reader is null)
+                return null;
+            var nameNode = reader.Required("name");
+            string? name = ReadName(nameNode, $"\"name\" of {what}");
+            var prefixTokens = ReadSize(reader.Required("prefix_tokens", " (R: the prefix rows one context embedding becomes)"), $"\"prefix_tokens\" of {what}");
+            string? weight = ReadTensorName(reader.Required("weight", " (the tensor name of the [prefix_tokens · token dim, block dim] projection)"), $"\"weight\" of {what}");
+            var biasNode = reader.Optional("bias");
+            string? bias = biasNode is null ? null : ReadTensorName(biasNode, $"\"bias\" of {what}");
+            reader.ReportUnknown();
+            if (name is null || prefixTokens is null || weight is null || (biasNode is not null && bias is null))
+                return null;
+            return new ParsedPrefix(new PrefixProjectionSpec(name, Naming.ToPascalCase(name), prefixTokens, weight, bias), nameNode!);
         }
 
         // ---- Block groups -------------------------------------------------------------------------------------
@@ -199,10 +380,12 @@ namespace Horizon.Generators.Parser
             var mixer = ReadNode(reader.Required("mixer"), NodeRole.Mixer, "mixer", owner);
             var mlpNorm = ReadNode(reader.Required("mlp_norm"), NodeRole.Norm, "mlp_norm", owner);
             var mlp = ReadNode(reader.Required("mlp"), NodeRole.Mlp, "mlp", owner);
+            // GPT-J/GPT-NeoX: x + mixer(mixer_norm(x)) + mlp(mlp_norm(x)), both branches reading the layer's input.
+            var parallel = ReadOptionalFlag(reader, "parallel_residual", reader.What);
             reader.ReportUnknown();
-            if (name is null || repeat is null || prefix is null || mixerNorm is null || mixer is null || mlpNorm is null || mlp is null)
+            if (name is null || repeat is null || prefix is null || mixerNorm is null || mixer is null || mlpNorm is null || mlp is null || parallel is null)
                 return null;
-            var spec = new BlockGroupSpec(name, Naming.ToPascalCase(name), repeat, prefix, mixerNorm.Spec, mixer.Spec, mlpNorm.Spec, mlp.Spec);
+            var spec = new BlockGroupSpec(name, Naming.ToPascalCase(name), repeat, prefix, mixerNorm.Spec, mixer.Spec, mlpNorm.Spec, mlp.Spec, parallel);
             return new ParsedBlock(spec, nameNode!, new[] { mixerNorm, mixer, mlpNorm, mlp });
         }
 
@@ -395,23 +578,51 @@ namespace Horizon.Generators.Parser
         /// <summary>The State class has a property per block group next to these.</summary>
         private static readonly string[] StateMembers = { "Length", "Capacity", "Reset", "Advance", "Owner", "ResidualHook", "LayerCount", "CopyFrom", "Clone" };
 
+        /// <summary>What the class and the State class of a two-level spec have on top.</summary>
+        private static readonly string[] TwoLevelModelMembers = { "PadTokenId", "BlockLength", "PrefixTokens" };
+
+        private static readonly string[] TwoLevelStateMembers =
+        {
+            "Length", "Capacity", "Reset", "Advance", "Owner", "ResidualHook", "LayerCount", "CopyFrom", "Clone",
+            "FirstBlockPadding", "BlockLength", "StreamLength", "Blocks", "LocalLength", "PendingTokens",
+        };
+
         /// <summary>
         /// Names become C# members: two spec names that turn into the same C# name (self_attn and selfAttn), or a
         /// name the generated code already uses (a block group called "state"), would not compile. Say so here,
         /// against the spec, instead of as a C# error in a generated file.
         /// </summary>
-        private void CheckMemberNames(string className, JsonNode classNode, ParsedEmbedding embedding, List<ParsedBlock> blocks, ParsedNode finalNorm, ParsedLmHead lmHead)
+        private void CheckMemberNames(string className, JsonNode classNode, ParsedEmbedding embedding, List<ParsedBlock> blocks, ParsedNode finalNorm, ParsedLmHead lmHead,
+            ParsedLevels? levels)
         {
-            var model = new MemberScope(this, $"class {className}", ObjectMembers, ModelMembers, new[] { className });
-            model.Add(embedding.Spec.PropertyName, embedding.Spec.Name, "embedding", embedding.NameNode);
-            foreach (var block in blocks)
+            var model = levels is null
+                ? new MemberScope(this, $"class {className}", ObjectMembers, ModelMembers, new[] { className })
+                : new MemberScope(this, $"class {className}", ObjectMembers, ModelMembers, TwoLevelModelMembers, new[] { className });
+            string[] stateMembers = levels is null ? StateMembers : TwoLevelStateMembers;
+            void AddGroups(List<ParsedBlock> groups)
             {
-                string name = block.Spec.Name;
-                // One report per clash: the Weights and State types follow from the group's name.
-                if (model.Add(block.Spec.PropertyName, name, "block group", block.NameNode, StateMembers)
-                    && model.Add(block.Spec.PropertyName + "Weights", name, "block group", block.NameNode))
-                    model.Add(block.Spec.PropertyName + "State", name, "block group", block.NameNode);
+                foreach (var block in groups)
+                {
+                    string name = block.Spec.Name;
+                    // One report per clash: the Weights and State types follow from the group's name.
+                    if (model.Add(block.Spec.PropertyName, name, "block group", block.NameNode, stateMembers)
+                        && model.Add(block.Spec.PropertyName + "Weights", name, "block group", block.NameNode))
+                        model.Add(block.Spec.PropertyName + "State", name, "block group", block.NameNode);
+                }
             }
+            var allBlocks = new List<ParsedBlock>();
+            if (levels is not null)
+            {
+                // Both levels are members of one class: their names share it.
+                model.Add(levels.Spec.Embedder.PropertyName, levels.Spec.Embedder.Name, "embedding", levels.EmbedderName);
+                AddGroups(levels.BlockBlocks);
+                model.Add(levels.BlockFinalNorm.Spec.PropertyName, levels.BlockFinalNorm.Spec.Name, "final_norm", levels.BlockFinalNorm.NameNode);
+                model.Add(levels.Spec.Prefix.PropertyName, levels.Spec.Prefix.Name, "prefix_projection", levels.PrefixName);
+                allBlocks.AddRange(levels.BlockBlocks);
+            }
+            model.Add(embedding.Spec.PropertyName, embedding.Spec.Name, "embedding", embedding.NameNode);
+            AddGroups(blocks);
+            allBlocks.AddRange(blocks);
             model.Add(finalNorm.Spec.PropertyName, finalNorm.Spec.Name, "final_norm", finalNorm.NameNode);
             model.Add(lmHead.Spec.PropertyName, lmHead.Spec.Name, "lm_head", lmHead.NameNode);
 
@@ -419,7 +630,7 @@ namespace Horizon.Generators.Parser
             foreach (var symbol in _declarationOrder)
                 dimensions.Add(Naming.ToPascalCase(symbol.Name), symbol.Name, "symbol", symbol.Property.NameStart, symbol.Property.NameEnd - symbol.Property.NameStart);
 
-            foreach (var block in blocks)
+            foreach (var block in allBlocks)
             {
                 string weights = block.Spec.PropertyName + "Weights", state = block.Spec.PropertyName + "State";
                 var nodes = new MemberScope(this, $"{weights} and {state}", ObjectMembers, RecordMembers, new[] { weights, state, "Reset", "CopyFrom" });

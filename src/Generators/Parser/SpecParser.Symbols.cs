@@ -41,6 +41,9 @@ namespace Horizon.Generators.Parser
 
             public bool? BoolDefault { get; set; }
 
+            /// <summary>The activation name a gelu symbol defaults to.</summary>
+            public string? GeluDefault { get; set; }
+
             /// <summary>The value at compile time: only for an int symbol without a config key whose default is known.</summary>
             public long? Known { get; set; }
         }
@@ -106,6 +109,14 @@ namespace Horizon.Generators.Parser
                     Report(DiagnosticDescriptors.InvalidValue, configNode, $"\"config\" of {what} must name a config.json key, found an empty string");
                     symbol.ConfigKey = null;
                 }
+                else if (symbol.ConfigKey is string path && path.IndexOf('.') >= 0 && System.Array.IndexOf(path.Split('.'), "") >= 0)
+                {
+                    // "block_decoder.config.hidden_size" is a path into nested objects of config.json.
+                    Report(DiagnosticDescriptors.InvalidValue, configNode,
+                        $"\"config\" of {what} is \"{path}\": a dotted key is a path into nested objects of config.json (\"block_decoder.config.hidden_size\"), and none of its parts may be empty");
+                    symbol.ConfigKey = null;
+                    _symbolsValid = false;
+                }
             }
             if (reader.Optional("type") is JsonNode typeNode)
             {
@@ -115,9 +126,10 @@ namespace Horizon.Generators.Parser
                     case "int": symbol.Type = SymbolType.Int; break;
                     case "float": symbol.Type = SymbolType.Float; break;
                     case "bool": symbol.Type = SymbolType.Bool; break;
+                    case "gelu": symbol.Type = SymbolType.Gelu; break;
                     default:
                         if (type is not null)
-                            Report(DiagnosticDescriptors.InvalidValue, typeNode, $"\"type\" of {what} must be \"int\", \"float\" or \"bool\", found \"{type}\"");
+                            Report(DiagnosticDescriptors.InvalidValue, typeNode, $"\"type\" of {what} must be \"int\", \"float\", \"bool\" or \"gelu\", found \"{type}\"");
                         symbol.Type = null;
                         _symbolsValid = false;
                         break;
@@ -167,6 +179,16 @@ namespace Horizon.Generators.Parser
                 case SymbolType.OptionalFloat:
                     // "default": null, seen when the symbol was declared: nothing more to read.
                     break;
+                case SymbolType.Gelu:
+                    if (node is JsonString activation && System.Array.IndexOf(GeluActivations, activation.Value) >= 0)
+                        symbol.GeluDefault = activation.Value;
+                    else
+                    {
+                        Report(DiagnosticDescriptors.InvalidValue, node,
+                            $"{what} must be an activation name ({string.Join(", ", GeluActivations)}; the symbol is a gelu), found {Found(node)}");
+                        _symbolsValid = false;
+                    }
+                    break;
                 case SymbolType.Bool:
                     if (node.Kind == JsonKind.True || node.Kind == JsonKind.False)
                         symbol.BoolDefault = node.Kind == JsonKind.True;
@@ -178,6 +200,12 @@ namespace Horizon.Generators.Parser
                     break;
             }
         }
+
+        /// <summary>
+        /// The activation names a gelu symbol takes (transformers' ACT2FN spelling): gelu is the exact GELU, the others
+        /// its tanh approximation. The runtime's GeneratedModelSupport.GeluActivations lists the same names.
+        /// </summary>
+        internal static readonly string[] GeluActivations = { "gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh" };
 
         /// <summary>The operators of an int default, as written.</summary>
         private static readonly Dictionary<string, IntOperator> IntOperators = new Dictionary<string, IntOperator>(System.StringComparer.Ordinal)
@@ -449,7 +477,8 @@ namespace Horizon.Generators.Parser
                     symbol.IntDefault,
                     symbol.FloatDefault,
                     symbol.FloatDefaultSymbol,
-                    symbol.BoolDefault));
+                    symbol.BoolDefault,
+                    symbol.GeluDefault));
             }
             return specs.ToEquatableArray();
         }
@@ -497,6 +526,7 @@ namespace Horizon.Generators.Parser
             SymbolType.Int => "an int (a size)",
             SymbolType.Float => "a float",
             SymbolType.OptionalFloat => "a float or null",
+            SymbolType.Gelu => "a GELU variant (a gelu symbol)",
             _ => "a bool",
         };
 
@@ -505,6 +535,7 @@ namespace Horizon.Generators.Parser
             SymbolType.Int => "int",
             SymbolType.Float => "float",
             SymbolType.OptionalFloat => "a float that defaults to null",
+            SymbolType.Gelu => "gelu",
             _ => "bool",
         };
 

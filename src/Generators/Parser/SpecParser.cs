@@ -90,9 +90,32 @@ namespace Horizon.Generators.Parser
             // Symbols first: every other section refers to them.
             ReadSymbols(reader.Optional("symbols"));
 
-            var embedding = ReadEmbedding(reader.Required("embedding"));
-            var blocks = ReadBlocks(reader.Required("blocks"));
-            var finalNorm = ReadNode(reader.Required("final_norm"), NodeRole.Norm, "\"final_norm\"", null);
+            // One level (embedding → blocks → final_norm), or two ("levels": a block decoder and a token decoder, each
+            // with its own); the head comes after the last level either way.
+            ParsedEmbedding? embedding;
+            List<ParsedBlock>? blocks;
+            ParsedNode? finalNorm;
+            ParsedLevels? levels = null;
+            var levelsNode = reader.Optional("levels");
+            if (levelsNode is null)
+            {
+                embedding = ReadEmbedding(reader.Required("embedding"), "\"embedding\"");
+                blocks = ReadBlocks(reader.Required("blocks"));
+                finalNorm = ReadNode(reader.Required("final_norm"), NodeRole.Norm, "\"final_norm\"", null);
+            }
+            else
+            {
+                foreach (string single in new[] { "embedding", "blocks", "final_norm" })
+                {
+                    if (reader.Property(single) is JsonProperty misplaced)
+                        ReportAtName(DiagnosticDescriptors.InvalidValue, misplaced,
+                            $"\"{single}\" is not used by a spec with \"levels\": each level (\"block_decoder\", \"token_decoder\") has its own");
+                }
+                levels = ReadLevels(levelsNode);
+                embedding = levels?.TokenEmbedding;
+                blocks = levels?.TokenBlocks;
+                finalNorm = levels?.TokenFinalNorm;
+            }
             var lmHead = ReadLmHead(reader.Required("lm_head"));
             reader.ReportUnknown();
 
@@ -101,9 +124,9 @@ namespace Horizon.Generators.Parser
 
             ModelSpec? spec = null;
             if (className is not null && ns is not null && architectures is not null && supportedValues is not null && embedding is not null
-                && blocks is not null && finalNorm is not null && lmHead is not null && _symbolsValid)
+                && blocks is not null && finalNorm is not null && lmHead is not null && _symbolsValid && (levelsNode is null || levels is not null))
             {
-                CheckMemberNames(className, classNode!, embedding, blocks, finalNorm, lmHead);
+                CheckMemberNames(className, classNode!, embedding, blocks, finalNorm, lmHead, levels);
                 var specBlocks = new List<BlockGroupSpec>();
                 foreach (var block in blocks)
                     specBlocks.Add(block.Spec);
@@ -118,7 +141,8 @@ namespace Horizon.Generators.Parser
                     embedding.Spec,
                     specBlocks.ToEquatableArray(),
                     finalNorm.Spec,
-                    lmHead.Spec);
+                    lmHead.Spec,
+                    levels?.Spec);
             }
             return Result(spec, classNameLocation, (architectures ?? new List<NamedLocation>()).ToEquatableArray());
         }

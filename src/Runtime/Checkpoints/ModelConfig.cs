@@ -58,14 +58,46 @@ public sealed class ModelConfig
     public string? ModelType => TryGetString("model_type");
 
     /// <summary>True when the key is present and not null.</summary>
-    public bool Has(string key) => _root.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null;
+    public bool Has(string key) => Lookup(key, out var value) && value.ValueKind != JsonValueKind.Null;
 
+    /// <summary>
+    /// The value of <paramref name="key"/> when present and not null. A key that the root object does not hold and
+    /// that contains dots is a path into nested objects: <c>block_decoder.config.hidden_size</c> is
+    /// <c>hidden_size</c> of the <c>config</c> object of the <c>block_decoder</c> object (a Block Transformer's
+    /// config nests one config per decoder). A key the root holds verbatim always wins.
+    /// </summary>
     public bool TryGet(string key, out JsonElement value)
     {
-        if (_root.TryGetProperty(key, out value) && value.ValueKind != JsonValueKind.Null)
+        if (Lookup(key, out value) && value.ValueKind != JsonValueKind.Null)
             return true;
         value = default;
         return false;
+    }
+
+    /// <summary>
+    /// The value of <paramref name="key"/> as config.json holds it, <c>null</c> included (false only when absent);
+    /// dotted keys are paths as in <see cref="TryGet"/>.
+    /// </summary>
+    public bool TryGetValue(string key, out JsonElement value) => Lookup(key, out value);
+
+    private bool Lookup(string key, out JsonElement value)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (_root.TryGetProperty(key, out value))
+            return true;
+        if (key.IndexOf('.', StringComparison.Ordinal) < 0)
+            return false;
+        JsonElement current = _root;
+        foreach (string segment in key.Split('.'))
+        {
+            if (current.ValueKind != JsonValueKind.Object || !current.TryGetProperty(segment, out current))
+            {
+                value = default;
+                return false;
+            }
+        }
+        value = current;
+        return true;
     }
 
     public int GetInt(string key) => TryGetInt(key) ?? throw Missing(key);

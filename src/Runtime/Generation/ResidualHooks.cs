@@ -16,7 +16,10 @@ public interface IResidualHook
     void AfterLayer(int layer, int position, int count, int width, Span<float> residual);
 }
 
-/// <summary>A model state that runs an <see cref="IResidualHook"/> after each layer (every generated model's state).</summary>
+/// <summary>
+/// A model state that runs an <see cref="IResidualHook"/> after each layer (every generated model's state, except a
+/// two-level spec's, whose rows are not one per token).
+/// </summary>
 public interface ISteerableModelState : IModelState
 {
     /// <summary>The hook run after every layer; null for none.</summary>

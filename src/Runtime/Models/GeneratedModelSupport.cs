@@ -115,13 +115,14 @@ public static class GeneratedModelSupport
     /// Refuses a config.json value of <paramref name="key"/> that is not one of <paramref name="supportedJson"/> (JSON
     /// text: <c>"\"swish\""</c>, <c>"null"</c>, <c>"2"</c>); an absent key is accepted (the config class's default is
     /// what the spec implements). A spec lists these in <c>supported_config_values</c>, for switches of the
-    /// architecture it does not implement (fla's <c>feature_map</c>, <c>hidden_act</c>).
+    /// architecture it does not implement (fla's <c>feature_map</c>, <c>hidden_act</c>). A dotted key is a path into
+    /// nested objects (<c>token_decoder.decoding_strategy</c>), as for symbols.
     /// </summary>
     public static void RequireSupportedValue(ModelConfig config, string key, params string[] supportedJson)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(supportedJson);
-        if (!config.Root.TryGetProperty(key, out var value))
+        if (!config.TryGetValue(key, out var value))
             return;
         foreach (string json in supportedJson)
         {
@@ -130,6 +131,79 @@ public static class GeneratedModelSupport
                 return;
         }
         throw new ModelLoadException($"{config.Path}: {key} = {value.GetRawText()} is not supported by this model (supported: {string.Join(", ", supportedJson)})");
+    }
+
+    /// <summary>
+    /// The GELU of a spec's <c>gelu</c> symbol: the activation name config.json holds under <paramref name="key"/>
+    /// (Hugging Face <c>hidden_act</c>), else <paramref name="defaultActivation"/>. <c>gelu</c> is the exact (erf) GELU;
+    /// <c>gelu_new</c>, <c>gelu_fast</c> and <c>gelu_pytorch_tanh</c> are the tanh approximation. Any other name, or a
+    /// value that is not a string, is a load error naming the key.
+    /// </summary>
+    /// <param name="config">The model's config.json.</param>
+    /// <param name="key">The config.json key (a dotted key is a path into nested objects); null: the default only.</param>
+    /// <param name="defaultActivation">The activation when the key is absent or null; null: the key is required.</param>
+    public static Ops.GeluApproximation GeluApproximationOf(ModelConfig config, string? key, string? defaultActivation)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        string? name = defaultActivation;
+        if (key is not null && config.TryGet(key, out var value))
+        {
+            if (value.ValueKind != System.Text.Json.JsonValueKind.String)
+                throw new ModelLoadException($"{config.Path}: key '{key}' must be an activation name such as \"gelu\", found {value.GetRawText()}");
+            name = value.GetString()!;
+        }
+        if (name is null)
+            throw new ModelLoadException($"{config.Path}: required key '{key}' is missing");
+        return ParseGeluActivation(name)
+            ?? throw new ModelLoadException($"{config.Path}: {key ?? "the default activation"} = \"{name}\" is not supported (supported: {string.Join(", ", GeluActivations)})");
+    }
+
+    /// <summary>The activation names a <c>gelu</c> symbol accepts, as transformers' <c>ACT2FN</c> spells them.</summary>
+    public static IReadOnlyList<string> GeluActivations { get; } = ["gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh"];
+
+    /// <summary>The GELU an activation name stands for; null for a name that is not one of <see cref="GeluActivations"/>.</summary>
+    public static Ops.GeluApproximation? ParseGeluActivation(string name) => name switch
+    {
+        "gelu" => Ops.GeluApproximation.None,
+        "gelu_new" or "gelu_fast" or "gelu_pytorch_tanh" => Ops.GeluApproximation.Tanh,
+        _ => null,
+    };
+
+    /// <summary>
+    /// The pad token of a two-level spec's first block: <paramref name="literal"/> when the spec gives one, else
+    /// config.json's <c>pad_token_id</c>, else its first <c>eos_token_id</c>, else 0 (the Block Transformer pads the first
+    /// block of a document with the tokenizer's pad, which for Pythia is EOS). It must be a row of the embedder's table.
+    /// </summary>
+    public static int PadTokenId(ModelConfig config, int? literal, int vocab, string vocabName)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        int pad = literal ?? config.TryGetInt("pad_token_id") ?? (config.GetTokenIds("eos_token_id") is [int eos, ..] ? eos : 0);
+        if (pad < 0 || pad >= vocab)
+            throw new ModelLoadException($"{config.Path}: the pad token {pad} of the first block is not below {vocabName} = {vocab}");
+        return pad;
+    }
+
+    /// <summary>
+    /// A [<paramref name="rows"/>, <paramref name="cols"/>] weight stored either so, or as the weight of a kernel-1
+    /// <c>Conv1d</c>, [rows, cols, 1] (the Block Transformer's expansion layer), bound as a matrix without a copy and
+    /// recorded in <paramref name="boundTensors"/>.
+    /// </summary>
+    public static Matrix MatrixOrPointwiseConv(ModelDirectory directory, ICollection<string> boundTensors, string name, int rows, int cols)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        ArgumentNullException.ThrowIfNull(boundTensors);
+        var (info, data) = directory.Get(name);
+        if (!(info.Shape.SequenceEqual([(long)rows, cols]) || info.Shape.SequenceEqual([(long)rows, cols, 1L])))
+            throw new ModelLoadException($"{directory.Path}: tensor '{name}' has shape [{string.Join(", ", info.Shape)}], expected [{rows}, {cols}] or [{rows}, {cols}, 1]");
+        var dtype = info.DType switch
+        {
+            SafeTensorsDType.F32 => WeightDType.F32,
+            SafeTensorsDType.F16 => WeightDType.F16,
+            SafeTensorsDType.BF16 => WeightDType.BF16,
+            _ => throw new ModelLoadException($"{directory.Path}: tensor '{name}' has dtype {info.DType}; weights must be F32, F16 or BF16"),
+        };
+        boundTensors.Add(name);
+        return new Matrix(name, rows, cols, dtype, data);
     }
 
     /// <summary>The first config.json architecture the spec supports, else the spec's first (what <c>ModelInfo</c> reports).</summary>

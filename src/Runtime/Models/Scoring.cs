@@ -2,11 +2,35 @@ using System.Buffers;
 
 namespace Horizon;
 
-/// <summary>Per-token log-probabilities of a sequence: logprobs[i] = log p(tokens[i+1] | tokens[..i]).</summary>
+/// <summary>
+/// Per-token log-probabilities of a sequence: logprobs[i] = log p(tokens[i+1] | tokens[..i]), or NaN where the model
+/// makes no prediction (a two-level model's first block, see <see cref="IBlockModelState"/>).
+/// </summary>
 public sealed record ScoreResult(IReadOnlyList<int> Tokens, double[] LogProbs)
 {
-    /// <summary>exp(−mean log-prob): the model's perplexity on the sequence.</summary>
-    public double Perplexity => Math.Exp(-LogProbs.Average());
+    /// <summary>The positions that have a log-prob (every one, except a two-level model's first block).</summary>
+    public int DefinedCount => LogProbs.Count(lp => !double.IsNaN(lp));
+
+    /// <summary>
+    /// exp(−mean log-prob) over the defined positions: the model's perplexity on the sequence. Positions without a
+    /// prediction (NaN) are left out rather than poisoning the mean; NaN only when no position is defined.
+    /// </summary>
+    public double Perplexity
+    {
+        get
+        {
+            double sum = 0;
+            int defined = 0;
+            foreach (double lp in LogProbs)
+            {
+                if (double.IsNaN(lp))
+                    continue;
+                sum += lp;
+                defined++;
+            }
+            return defined == 0 ? double.NaN : Math.Exp(-sum / defined);
+        }
+    }
 }
 
 public static class Scoring
@@ -14,9 +38,15 @@ public static class Scoring
     /// <summary>
     /// Scores <paramref name="tokens"/> with a causal model. The prompt runs through the model in chunks of
     /// <paramref name="chunkSize"/> tokens (chunked prefill), so logits memory stays chunk × vocab however long
-    /// the sequence is; the caches carry the context between chunks.
+    /// the sequence is; the caches carry the context between chunks. A row of logits that is NaN (no prediction: a
+    /// two-level model's first block) gives a NaN log-prob, which <see cref="ScoreResult.Perplexity"/> leaves out.
     /// </summary>
-    public static ScoreResult Score(ICausalLanguageModel model, IReadOnlyList<int> tokens, int chunkSize = 256)
+    /// <param name="model">The model; a state is created for the whole sequence.</param>
+    /// <param name="tokens">At least 2 token ids.</param>
+    /// <param name="chunkSize">Tokens per Forward call.</param>
+    /// <param name="firstBlockPadding">For a two-level model (<see cref="IBlockModelState"/>): the pad tokens P before
+    /// token 0; null: the state's default (L − 1, which defines every log-prob). Any other model refuses a value.</param>
+    public static ScoreResult Score(ICausalLanguageModel model, IReadOnlyList<int> tokens, int chunkSize = 256, int? firstBlockPadding = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (tokens.Count < 2)
@@ -30,6 +60,12 @@ public static class Scoring
         }
 
         var state = model.CreateState(tokens.Count);
+        if (firstBlockPadding is int padding)
+        {
+            if (state is not IBlockModelState blocks)
+                throw new ArgumentException($"{model.GetType().Name} is not a two-level model: it has no first-block padding", nameof(firstBlockPadding));
+            blocks.Reset(padding);
+        }
         var ids = tokens.ToArray();
         var logProbs = new double[tokens.Count - 1];
         var logits = ArrayPool<float>.Shared.Rent(Math.Min(chunkSize, ids.Length) * vocab);
@@ -41,7 +77,10 @@ public static class Scoring
                 int count = Math.Min(chunkSize, ids.Length - 1 - start);
                 model.Forward(ids.AsSpan(start, count), state, logits.AsSpan(0, count * vocab));
                 for (int r = 0; r < count; r++)
-                    logProbs[start + r] = LogSoftmaxAt(logits.AsSpan(r * vocab, vocab), ids[start + r + 1]);
+                {
+                    var row = logits.AsSpan(r * vocab, vocab);
+                    logProbs[start + r] = float.IsNaN(row[0]) ? double.NaN : LogSoftmaxAt(row, ids[start + r + 1]);
+                }
             }
         }
         finally

@@ -62,6 +62,15 @@ public sealed record BlockTransformerWeights(
 }
 
 /// <summary>
+/// The token decoder's prefix projection in a two-level spec (<c>levels.token_decoder.prefix_projection</c>): the
+/// Block Transformer's expansion layer, a Conv1d of kernel 1 from the block decoder's width D_B to R·D_T, i.e. the
+/// linear map [p_0 | … | p_{R−1}] = W g + b that turns one context embedding into R prefix vectors of the token decoder.
+/// </summary>
+/// <param name="Weight">[R·D_T, D_B] (stored [R·D_T, D_B, 1] or [R·D_T, D_B]).</param>
+/// <param name="Bias">[R·D_T], or null for none.</param>
+public sealed record PrefixProjectionWeights(Matrix Weight, float[]? Bias);
+
+/// <summary>
 /// Sizes of a <c>block_transformer</c> with the official main configuration (lookup embedder with concat
 /// projection and one embedding per block, GPT-NeoX block and token decoders, "prefix" decoding strategy with a
 /// Conv1d expansion layer).
@@ -209,7 +218,7 @@ public sealed record BlockTransformerOptions(
 /// </list>
 /// Stream positions count the P pad tokens of the first block: token t is at stream position t + P.
 /// </summary>
-public sealed class BlockTransformerState : IModelState
+public sealed class BlockTransformerState : IBlockModelState
 {
     private readonly KvCache[] _blockCaches;
     private readonly KvCache[] _localCaches;
@@ -244,6 +253,9 @@ public sealed class BlockTransformerState : IModelState
 
     /// <summary>P: pad tokens before token 0.</summary>
     public int FirstBlockPadding { get; private set; }
+
+    /// <summary>L_B, tokens per block.</summary>
+    public int BlockLength => Options.BlockLength;
 
     /// <summary>Stream positions seen, P + <see cref="Length"/>.</summary>
     public long StreamLength => (long)FirstBlockPadding + Length;

@@ -185,6 +185,34 @@ public static class GptNeoXAttention
     /// </summary>
     public static void Forward(ReadOnlySpan<float> x, int rows, GptNeoXAttentionWeights weights, GptNeoXOptions options, KvCache cache, Span<float> y) =>
         Cpu.BlockTransformerKernels.GptNeoXAttentionLayer(x, rows, weights, options, cache, y);
+
+    /// <summary>
+    /// The options a spec's <c>gpt_neox_attention</c> node runs with: head_dim = <paramref name="hidden"/> /
+    /// <paramref name="heads"/> (exactly), rotary_dim = int(head_dim · <paramref name="rotaryPct"/>) (even, at least 2) and
+    /// RoPE base <paramref name="ropeTheta"/>. Every problem is a <see cref="ModelLoadException"/> naming the config keys.
+    /// The options' <see cref="GptNeoXOptions.Intermediate"/> is not read by the attention; it is set to hidden.
+    /// </summary>
+    public static GptNeoXOptions CreateOptions(ModelConfig config, int hidden, string hiddenName, int heads, string headsName,
+        float rotaryPct, string rotaryPctName, float ropeTheta, string ropeThetaName)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        int headDim = config.DivideExactly(config.Positive(hidden, hiddenName), hiddenName, config.Positive(heads, headsName), headsName);
+        if (!(rotaryPct > 0 && rotaryPct <= 1))
+            throw new ModelLoadException($"{config.Path}: {rotaryPctName} = {rotaryPct} must be in (0, 1]");
+        if (!(ropeTheta > 0) || float.IsInfinity(ropeTheta))
+            throw new ModelLoadException($"{config.Path}: {ropeThetaName} = {ropeTheta} must be a positive number");
+        int rotaryDim = RotaryDim(headDim, rotaryPct);
+        if (rotaryDim < 2 || rotaryDim % 2 != 0)
+            throw new ModelLoadException($"{config.Path}: the rotary dims int(head_dim {headDim} × {rotaryPctName} {rotaryPct}) = {rotaryDim} must be even and at least 2");
+        return new GptNeoXOptions(hidden, heads, hidden, new RopeTable(headDim, ropeTheta, RopeScaling.None, rotaryDim));
+    }
+
+    /// <summary>
+    /// int(head_dim · rotary_pct), truncated as Python's int() truncates the product of config.json's double; a
+    /// rotary_pct that reached here as float32 (a spec's float symbol) may sit a rounding step below the double, so the
+    /// product is nudged up by a relative 1e-6 first (0.7f · 10 = 6.99999988 is 7, as 0.7 · 10 is in Python).
+    /// </summary>
+    public static int RotaryDim(int headDim, float rotaryPct) => (int)Math.Floor(headDim * (double)rotaryPct * (1 + 1e-6));
 }
 
 /// <summary>

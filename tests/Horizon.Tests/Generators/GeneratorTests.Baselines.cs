@@ -19,6 +19,7 @@ public partial class GeneratorTests
     private static readonly string[] ShippedSpecFiles =
     [
         "llama.model.json", "qwen2.model.json", "gla.model.json", "mixtral.model.json", "qwen2_moe.model.json", "hyenadna.model.json",
+        "horizon-kjv.model.json", "block_transformer.model.json",
     ];
 
     private static (string Path, string Text) ShippedSpec(string fileName)
@@ -33,6 +34,8 @@ public partial class GeneratorTests
     [TestCase("mixtral.model.json", "MixtralModel")]
     [TestCase("qwen2_moe.model.json", "Qwen2MoeModel")]
     [TestCase("hyenadna.model.json", "HyenaDnaModel")]
+    [TestCase("horizon-kjv.model.json", "HorizonHybridModel")]
+    [TestCase("block_transformer.model.json", "BlockTransformerModel")]
     public void Shipped_spec_generates_its_baseline(string specFile, string className)
     {
         var (run, _) = GeneratorHarness.Run(ShippedSpec(specFile));
@@ -64,6 +67,7 @@ public partial class GeneratorTests
         Assert.That(run.GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[]
         {
             "LlamaModel.g.cs", "Qwen2Model.g.cs", "GlaModel.g.cs", "MixtralModel.g.cs", "Qwen2MoeModel.g.cs", "HyenaDnaModel.g.cs",
+            "HorizonHybridModel.g.cs", "BlockTransformerModel.g.cs",
         }));
         Assert.That(GeneratorHarness.CompileProblems(output), Is.Empty);
     }
@@ -100,10 +104,14 @@ public partial class GeneratorTests
         Assert.That(typeof(Horizon.Models.Qwen2Model).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
         Assert.That(typeof(Horizon.Models.GlaModel).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
         Assert.That(typeof(Horizon.Models.HyenaDnaModel).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
+        Assert.That(typeof(Horizon.Models.HorizonHybridModel).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
+        Assert.That(typeof(Horizon.Models.BlockTransformerModel).GetInterfaces(), Does.Contain(typeof(ICausalLanguageModel)));
+        Assert.That(typeof(Horizon.Models.BlockTransformerModel.State).GetInterfaces(), Does.Contain(typeof(IBlockModelState)));
         // Registration runs from a module initializer, before any code of the runtime assembly.
         Assert.That(ModelRegistry.Architectures, Is.SupersetOf(new[]
         {
             "LlamaForCausalLM", "Qwen2ForCausalLM", "GLAForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "HyenaDNAForCausalLM",
+            "HorizonHybridForCausalLM", "BlockTransformerForCausalLM",
         }));
     }
 }

@@ -89,6 +89,8 @@ public partial class GeneratorTests
     [TestCase("gla.model.json")]
     [TestCase("qwen2_moe.model.json")]
     [TestCase("hyenadna.model.json")]
+    [TestCase("horizon-kjv.model.json")]
+    [TestCase("block_transformer.model.json")]
     public void Whitespace_only_edit_of_a_spec_with_the_newer_kinds_reemits_nothing(string fileName)
     {
         // Their models hold lists (alternative names, MoE layouts, chained defaults, supported values): all compared by value.
@@ -104,6 +106,30 @@ public partial class GeneratorTests
         AssertNotRerun(Reasons(after, ModelSpecGenerator.TrackingNames.SpecOutputs), "what the source output reads");
         var outputs = after.TrackedOutputSteps.SelectMany(s => s.Value).SelectMany(s => s.Outputs).Select(o => o.Reason).ToArray();
         AssertNotRerun(outputs, "source outputs");
+    }
+
+    [Test]
+    public void Editing_the_token_decoder_of_a_two_level_spec_reemits_only_that_spec()
+    {
+        // A two-level spec's model (levels, lookup embedder, prefix projection, gelu symbols) compares by value too: an
+        // edit re-emits it, with the edit, and leaves the other spec's output alone.
+        string path = Path.Combine(RepositoryPaths.Models, "block_transformer.model.json");
+        var spec = new InMemoryAdditionalText(path, File.ReadAllText(path));
+        var llama = ShippedSpecTexts()[0];
+        var compilation = GeneratorHarness.CreateCompilation();
+        var driver = GeneratorHarness.CreateDriver(spec, llama).RunGenerators(compilation);
+        var before = Sources(driver.GetRunResult().Results.Single());
+
+        var edited = new InMemoryAdditionalText(path, spec.GetText()!.ToString().Replace("\"type\": \"gelu\", \"default\": \"gelu\" }\n  },", "\"type\": \"gelu\", \"default\": \"gelu_new\" }\n  },"));
+        Assert.That(edited.GetText()!.ToString(), Is.Not.EqualTo(spec.GetText()!.ToString()), "the edit applies");
+        var after = driver.ReplaceAdditionalText(spec, edited).RunGenerators(compilation).GetRunResult().Results.Single();
+
+        Assert.That(after.Diagnostics, Is.Empty);
+        var outputs = after.TrackedOutputSteps.SelectMany(s => s.Value).SelectMany(s => s.Outputs).Select(o => o.Reason).ToArray();
+        Assert.That(outputs.Count(r => r == IncrementalStepRunReason.Modified), Is.EqualTo(1), "only the edited spec's output re-runs");
+        var sources = Sources(after);
+        Assert.That(sources["LlamaModel.g.cs"], Is.EqualTo(before["LlamaModel.g.cs"]));
+        Assert.That(sources["BlockTransformerModel.g.cs"], Does.Contain("\"token_decoder.config.hidden_act\", \"gelu_new\")"));
     }
 
     [Test]

@@ -36,11 +36,31 @@ public partial class GeneratorTests
         }
     }
 
+    [Test]
+    public void Truncations_of_the_two_level_spec_are_diagnostics_not_exceptions()
+    {
+        // Every 5th prefix (the whole file would take thousands of runs): cuts inside "levels", its sections and symbols.
+        string spec = File.ReadAllText(Path.Combine(RepositoryPaths.Models, "block_transformer.model.json")).TrimEnd();
+        for (int length = 0; length < spec.Length; length += 5)
+        {
+            string truncated = spec[..length];
+            var run = RunOnText(truncated, out _);
+            AssertAnsweredWithDiagnostics(run, truncated);
+            Assert.That(run.GeneratedSources, Is.Empty);
+        }
+    }
+
     [TestCase(nameof(TinySpec))]
     [TestCase(nameof(KindsSpec))]
+    [TestCase(nameof(LevelsSpec))]
     public void Random_edits_of_a_spec_yield_diagnostics_or_code_that_compiles(string specName)
     {
-        string spec = specName == nameof(KindsSpec) ? KindsSpec : TinySpec;
+        string spec = specName switch
+        {
+            nameof(KindsSpec) => KindsSpec,
+            nameof(LevelsSpec) => LevelsSpec,
+            _ => TinySpec,
+        };
         // Characters that make JSON and spec mistakes: structure, quotes, escapes, digits, name characters,
         // line breaks (including the ones only C# and Roslyn treat as such) and a lone surrogate.
         const string alphabet = "{}[]:,\"\\/ \t\n\r0123456789-+.eEaxyz_{layer}tfnu\u2028\u0085\uD800é";
@@ -88,6 +108,11 @@ public partial class GeneratorTests
     [TestCase("{\"symbols\": {\"x\": {\"type\": \"float\", \"default\": null}, \"y\": {\"type\": \"float\", \"default\": \"x\"}}}")]
     [TestCase("{\"symbols\": {\"x\": {\"default\": \"2 round_up_to\"}, \"y\": {\"default\": \"3 // // 2\"}, \"z\": {\"default\": null}}}")]
     [TestCase("{\"symbols\": {\"x\": {\"default\": \"2147483647 round_up_to 2\"}}, \"supported_config_values\": {\"a\": [[1]], \"b\": []}}")]
+    [TestCase("{\"levels\": 1}")]
+    [TestCase("{\"levels\": {}, \"embedding\": {}, \"blocks\": [], \"final_norm\": null}")]
+    [TestCase("{\"levels\": {\"block_decoder\": [], \"token_decoder\": {\"embedding\": {\"kind\": \"lookup_concat\"}, \"prefix_projection\": 3}}}")]
+    [TestCase("{\"levels\": {\"block_decoder\": {\"embedding\": {\"pad_token\": 1e99, \"block_length\": 0}}}}")]
+    [TestCase("{\"symbols\": {\"x\": {\"type\": \"gelu\", \"default\": 3}, \"y\": {\"type\": \"gelu\", \"config\": \".\"}}}")]
     public void Odd_inputs_are_diagnostics(string text)
     {
         AssertAnsweredWithDiagnostics(RunOnText(text, out _), text);
