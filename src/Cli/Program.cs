@@ -44,9 +44,13 @@ public static class Program
         var model = ModelOption();
         var tokens = new Option<string?>("--tokens") { Description = "token ids separated by commas or white space" };
         var tokensFile = new Option<string?>("--tokens-file") { Description = "file of token ids separated by commas or white space" };
+        var firstBlockPadding = new Option<int?>("--first-block-padding")
+        {
+            Description = "two-level (Block Transformer) models: pad tokens before the first block (default: block length - 1, so every token after the first is predicted)",
+        };
         var command = new Command("score", "Per-token log-probabilities and perplexity of a token sequence, as one JSON object.")
         {
-            model, tokens, tokensFile,
+            model, tokens, tokensFile, firstBlockPadding,
         };
         command.SetAction(result =>
         {
@@ -58,7 +62,10 @@ public static class Program
             var ids = TokenIds.Parse(text, inline is null ? file! : "--tokens");
 
             using var loaded = ModelRegistry.Load(result.GetValue(model)!);
-            var score = Scoring.Score(loaded, ids);
+            int? padding = result.GetValue(firstBlockPadding);
+            if (padding is not null && loaded.CreateState(1) is not IBlockModelState)
+                throw new HorizonException($"--first-block-padding applies to two-level models only; {loaded.Info.Architecture} has no blocks");
+            var score = Scoring.Score(loaded, ids, firstBlockPadding: padding);
             WriteScore(score);
             return 0;
         });

@@ -198,4 +198,34 @@ public class CliTests
         var (code, stdout, stderr) = Run("inspect", "--model", dir);
         AssertOneLineError(code, stdout, stderr, $"model.safetensors: {rule}:");
     }
+
+    [Test]
+    public void Score_of_a_block_transformer_honours_the_first_block_padding()
+    {
+        const string fixture = "block-transformer-b3-r3";
+        using var json = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Fixture(fixture), "expected.json")));
+        var tokens = json.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var expected = json.RootElement.GetProperty("logprobs").EnumerateArray()
+            .Select(e => e.ValueKind == JsonValueKind.Null ? double.NaN : e.GetDouble()).ToArray();
+        int padding = json.RootElement.GetProperty("first_block_padding").GetInt32();
+
+        var (code, stdout, stderr) = Run("score", "--model", Fixture(fixture), "--tokens", string.Join(",", tokens),
+            "--first-block-padding", padding.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        Assert.That(code, Is.Zero, stderr);
+        using var output = JsonDocument.Parse(stdout);
+        var logprobs = output.RootElement.GetProperty("logprobs").EnumerateArray()
+            .Select(e => e.ValueKind == JsonValueKind.Null ? double.NaN : e.GetDouble()).ToArray();
+        Assert.That(logprobs.Select(double.IsNaN), Is.EqualTo(expected.Select(double.IsNaN)), "undefined (block 0) positions");
+        double maxError = expected.Select((e, i) => double.IsNaN(e) ? 0 : Math.Abs(e - logprobs[i])).Max();
+        Assert.That(maxError, Is.LessThanOrEqualTo(1e-3));
+    }
+
+    [TestCase("block-transformer-b3-r3", "99", "first-block padding 99")]
+    [TestCase("gla-tied", "1", "two-level models only")]
+    public void Bad_first_block_padding_is_one_line(string fixture, string padding, string fragment)
+    {
+        var (code, stdout, stderr) = Run("score", "--model", Fixture(fixture), "--tokens", "1,2,3", "--first-block-padding", padding);
+        AssertOneLineError(code, stdout, stderr, fragment);
+    }
 }

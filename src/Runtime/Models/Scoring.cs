@@ -64,7 +64,15 @@ public static class Scoring
         {
             if (state is not IBlockModelState blocks)
                 throw new ArgumentException($"{model.GetType().Name} is not a two-level model: it has no first-block padding", nameof(firstBlockPadding));
-            blocks.Reset(padding);
+            try
+            {
+                blocks.Reset(padding);
+            }
+            catch (ArgumentOutOfRangeException e)
+            {
+                // The padding comes from the caller's input (e.g. horizon score --first-block-padding): report it as bad input.
+                throw new HorizonException($"first-block padding {padding}: {e.Message.Split(" (Parameter")[0]}");
+            }
         }
         var ids = tokens.ToArray();
         var logProbs = new double[tokens.Count - 1];
