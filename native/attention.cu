@@ -276,19 +276,25 @@ extern "C" __global__ void __launch_bounds__(128) attention_prefill_d128_bf16(co
 
 namespace decode
 {
-constexpr int THREADS = 128;  // 4 warps
-constexpr int MAX_GROUP = 8;  // query heads of one key/value head a block serves at once
-constexpr int UNROLL = 2;     // keys a lane group has in flight at once
+constexpr int THREADS = 128; // 4 warps
+constexpr int ROWS = 16;     // query heads of one key/value head a block serves: the 16 rows of the mma tiles
+constexpr int BN = 64;       // keys per pipeline stage: 16 per warp
+constexpr int STAGES = 3;    // K and V tiles in shared memory: two in flight while the third is used
+static_assert(THREADS == prefill::THREADS, "load_tile_async spreads a tile over prefill::THREADS threads");
 }
 
-// One query per sequence: q is (batch, heads, D); the cache k, v is (batch, capacity, kv_heads, D) with the
-// first key_count rows valid. Grid (splits, kv_heads · CeilDiv(group, 8), batch), 128 threads: a block takes
-// keys [split · keys_per_split, +keys_per_split) of one key/value head and serves up to 8 of its query heads
-// (GQA heads packed: each key and value row is read once for all of them).
-// A lane group of D/8 lanes holds one key row (8 bf16 = 16 bytes per lane); the 128 threads walk the split as
-// 128 / (D/8) lane groups, each with its own running max m, sum l and accumulator over its 8 dimensions, merged
-// through shared memory at the end. Writes, per (batch, head, split): the normalised partial output
-// o_part (D floats) and lse_part = m + log2 l (base 2; −inf for a split with no keys).
+// One query per sequence (Flash-Decoding, Dao et al. 2023): q is (batch, heads, D); the cache k, v is
+// (batch, capacity, kv_heads, D) with the first key_count rows valid. Grid (splits, kv_heads · CeilDiv(group, 16),
+// batch), 128 threads, dynamic shared memory (16 + 2·STAGES·64)·(D + 8)·2 bytes (CudaOps.DecodeSharedBytes).
+// A block takes keys [split · keys_per_split, +keys_per_split) of one key/value head and serves up to 16 of its
+// query heads at once: they are the rows of a 16-row Q tile (rows past the group are zero), so each key and value
+// row is read from memory once for the whole group. The keys stream through a STAGES-deep cp.async pipeline of
+// 64-key K and V tiles (16-byte copies, zero-filled past the split's end), so two tiles per block are in flight
+// while the third is used, whatever the registers; each warp takes 16 keys of every tile and runs prefill's
+// tensor-core step on them: S = Q Kᵀ (16 × 16, mma.sync m16n8k16, float32 accumulation), online softmax in base 2,
+// O += P V with P rounded to bf16 (FlashAttention-2). The 4 warps' states (m, l, O over their keys) are merged
+// through shared memory at the end. Writes, per (batch, head, split): the normalised partial output o_part
+// (D floats) and lse_part = m + log2 l (base 2; −inf for a split with no keys).
 template <int D>
 static __device__ void attention_decode(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
                                         const bf16_t* __restrict__ v, float* __restrict__ o_part,
@@ -296,156 +302,216 @@ static __device__ void attention_decode(const bf16_t* __restrict__ q, const bf16
                                         int capacity, int keys_per_split, float scale)
 {
     using namespace decode;
-    constexpr int LANES = D / 8;                     // lanes per key row
-    constexpr int GROUPS_PER_WARP = 32 / LANES;
-    constexpr int GROUPS = (THREADS / 32) * GROUPS_PER_WARP;
-    __shared__ float m_s[GROUPS][MAX_GROUP], l_s[GROUPS][MAX_GROUP];
-    __shared__ float acc_s[GROUPS][MAX_GROUP][D];
+    constexpr int STRIDE = D + 8;     // shared-memory row: 16-byte pad, conflict-free ldmatrix (as prefill)
+    constexpr int TILE = BN * STRIDE; // elements of one K or V tile
+    constexpr int KD = D / 16;        // k-steps of Q Kᵀ over the head dimension
+    constexpr int ND = D / 8;         // n-tiles of O over the head dimension
+    constexpr int WARPS = THREADS / 32;
+
+    extern __shared__ __align__(16) unsigned char shared_bytes[];
+    bf16_t* q_s = reinterpret_cast<bf16_t*>(shared_bytes); // ROWS × STRIDE
+    bf16_t* kv_s = q_s + ROWS * STRIDE;                     // STAGES × (K tile, V tile)
 
     const int group_size = heads / kv_heads;
-    const int chunks = ceil_div(group_size, MAX_GROUP);
+    const int chunks = ceil_div(group_size, ROWS);
     const int split = blockIdx.x, splits = gridDim.x;
     const int kv_head = blockIdx.y / chunks, chunk = blockIdx.y % chunks;
     const int batch = blockIdx.z;
-    const int head0 = kv_head * group_size + chunk * MAX_GROUP;
-    const int served = min(MAX_GROUP, group_size - chunk * MAX_GROUP);
+    const int head0 = kv_head * group_size + chunk * ROWS;
+    const int served = min(ROWS, group_size - chunk * ROWS);
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int sub = lane / LANES, d0 = (lane % LANES) * 8;
-    const int lane_group = warp * GROUPS_PER_WARP + sub;
-
-    float qf[MAX_GROUP][8];
-    const float scale_log2 = scale * HZ_LOG2E;
-#pragma unroll
-    for (int h = 0; h < MAX_GROUP; h++)
-    {
-        uint4 raw = make_uint4(0, 0, 0, 0);
-        if (h < served)
-            raw = *reinterpret_cast<const uint4*>(q + ((size_t)batch * heads + head0 + h) * D + d0);
-        const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-        {
-            qf[h][2 * i] = to_float((bf16_t)(words[i] & 0xffffu)) * scale_log2;
-            qf[h][2 * i + 1] = to_float((bf16_t)(words[i] >> 16)) * scale_log2;
-        }
-    }
-    float m[MAX_GROUP], l[MAX_GROUP], acc[MAX_GROUP][8];
-#pragma unroll
-    for (int h = 0; h < MAX_GROUP; h++)
-    {
-        m[h] = -HZ_INF;
-        l[h] = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            acc[h][i] = 0.0f;
-    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3; // mma fragment coordinates: row group, thread in group
 
     const int k_begin = split * keys_per_split;
     const int k_end = min(key_count, k_begin + keys_per_split);
+    const int tiles = k_end > k_begin ? ceil_div(k_end - k_begin, BN) : 0;
     const size_t row_stride = (size_t)kv_heads * D;
-    const bf16_t* k_base = k + (size_t)batch * capacity * row_stride + (size_t)kv_head * D + d0;
-    const bf16_t* v_base = v + (size_t)batch * capacity * row_stride + (size_t)kv_head * D + d0;
+    const bf16_t* k_base = k + (size_t)batch * capacity * row_stride + (size_t)kv_head * D;
+    const bf16_t* v_base = v + (size_t)batch * capacity * row_stride + (size_t)kv_head * D;
 
-    // The loop bound is the same for the whole warp (its shuffles need every lane); keys past k_end are masked.
-    for (int warp_key = k_begin + warp * GROUPS_PER_WARP * UNROLL; warp_key < k_end; warp_key += GROUPS * UNROLL)
+    // Prologue: the Q tile and the first STAGES − 1 K/V tiles, one commit group per tile (Q rides with tile 0);
+    // a group is committed even when empty, so that the count stays uniform.
+    load_tile_async<D, ROWS>(q_s, q + ((size_t)batch * heads + head0) * D, D, 0, served);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++)
     {
-        const int key0 = warp_key + sub * UNROLL;
-        uint4 kr[UNROLL], vr[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++)
+        if (s < tiles)
         {
-            kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
-            if (key0 + u < k_end)
-            {
-                kr[u] = *reinterpret_cast<const uint4*>(k_base + (size_t)(key0 + u) * row_stride);
-                vr[u] = *reinterpret_cast<const uint4*>(v_base + (size_t)(key0 + u) * row_stride);
-            }
+            load_tile_async<D, BN>(kv_s + (2 * s) * TILE, k_base, row_stride, k_begin + s * BN, k_end);
+            load_tile_async<D, BN>(kv_s + (2 * s + 1) * TILE, v_base, row_stride, k_begin + s * BN, k_end);
         }
-        float kf[UNROLL][8], vf[UNROLL][8];
+        cp_async_commit();
+    }
+
+    unsigned q_frag[KD][4];
+    float acc[ND][4];
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++)
+    for (int n = 0; n < ND; n++)
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    float row_max[2] = {-HZ_INF, -HZ_INF}; // rows g and g + 8 (query heads head0 + g, head0 + g + 8), base 2
+    float row_sum[2] = {0.0f, 0.0f};       // this thread's share; summed over the 4 threads of a row at the end
+    const float scale_log2 = scale * HZ_LOG2E;
+
+    for (int tile = 0; tile < tiles; tile++)
+    {
+        // Groups committed so far: STAGES − 1 + tile; all but the newest STAGES − 2 done = tile `tile` has landed.
+        cp_async_wait<STAGES - 2>();
+        __syncthreads(); // ... for every thread, and every warp is done with the buffer of tile − 1, refilled now
+        const int next = tile + STAGES - 1;
+        if (next < tiles)
         {
-            const unsigned kw[4] = {kr[u].x, kr[u].y, kr[u].z, kr[u].w};
-            const unsigned vw[4] = {vr[u].x, vr[u].y, vr[u].z, vr[u].w};
+            const int buffer = next % STAGES;
+            load_tile_async<D, BN>(kv_s + (2 * buffer) * TILE, k_base, row_stride, k_begin + next * BN, k_end);
+            load_tile_async<D, BN>(kv_s + (2 * buffer + 1) * TILE, v_base, row_stride, k_begin + next * BN, k_end);
+        }
+        cp_async_commit();
+
+        if (tile == 0)
+        {
+#pragma unroll
+            for (int kd = 0; kd < KD; kd++)
+                ldmatrix_x4(q_frag[kd], q_s + (((lane >> 3) & 1) * 8 + (lane & 7)) * STRIDE + kd * 16 + (lane >> 4) * 8);
+        }
+        const bf16_t* ks = kv_s + (2 * (tile % STAGES)) * TILE + warp * 16 * STRIDE; // this warp's 16 keys
+        const bf16_t* vs = ks + TILE;
+
+        // S = Q Kᵀ: 16 rows × this warp's 16 keys (two n-tiles); one ldmatrix.x4 gives the B fragments of both.
+        float s[2][4];
+#pragma unroll
+        for (int n = 0; n < 2; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int kd = 0; kd < KD; kd++)
+        {
+            unsigned b[4];
+            ldmatrix_x4(b, ks + ((lane >> 4) * 8 + (lane & 7)) * STRIDE + kd * 16 + ((lane >> 3) & 1) * 8);
+            mma_bf16_16816(s[0], q_frag[kd], b[0], b[1]);
+            mma_bf16_16816(s[1], q_frag[kd], b[2], b[3]);
+        }
+
+        // Scale into base 2; on the split's last tile, mask the keys past its end (zero-filled rows).
+        const int key0 = k_begin + tile * BN + warp * 16;
+        const bool masked = k_begin + (tile + 1) * BN > k_end;
+#pragma unroll
+        for (int n = 0; n < 2; n++)
+        {
 #pragma unroll
             for (int i = 0; i < 4; i++)
             {
-                kf[u][2 * i] = to_float((bf16_t)(kw[i] & 0xffffu));
-                kf[u][2 * i + 1] = to_float((bf16_t)(kw[i] >> 16));
-                vf[u][2 * i] = to_float((bf16_t)(vw[i] & 0xffffu));
-                vf[u][2 * i + 1] = to_float((bf16_t)(vw[i] >> 16));
+                float x = s[n][i] * scale_log2;
+                if (masked && key0 + n * 8 + 2 * t + (i & 1) >= k_end)
+                    x = -HZ_INF;
+                s[n][i] = x;
             }
         }
+
+        // Online softmax (as prefill): row maxima over the 4 threads of a row, rescale by 2^(m_old − m_new).
+        float tile_max[2] = {row_max[0], row_max[1]};
 #pragma unroll
-        for (int h = 0; h < MAX_GROUP; h++)
+        for (int n = 0; n < 2; n++)
         {
-            float s[UNROLL];
+            tile_max[0] = fmaxf(tile_max[0], fmaxf(s[n][0], s[n][1]));
+            tile_max[1] = fmaxf(tile_max[1], fmaxf(s[n][2], s[n][3]));
+        }
+        float base[2], alpha[2];
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++)
-            {
-                float dot = 0.0f;
+        for (int r = 0; r < 2; r++)
+        {
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+            base[r] = tile_max[r] == -HZ_INF ? 0.0f : tile_max[r]; // no visible key yet: p = 0, no NaN
+            alpha[r] = exp2f(row_max[r] - base[r]);
+            row_max[r] = tile_max[r];
+            row_sum[r] *= alpha[r];
+        }
 #pragma unroll
-                for (int i = 0; i < 8; i++)
-                    dot += qf[h][i] * kf[u][i];
+        for (int n = 0; n < 2; n++)
+        {
+            s[n][0] = exp2f(s[n][0] - base[0]);
+            s[n][1] = exp2f(s[n][1] - base[0]);
+            s[n][2] = exp2f(s[n][2] - base[1]);
+            s[n][3] = exp2f(s[n][3] - base[1]);
+            row_sum[0] += s[n][0] + s[n][1];
+            row_sum[1] += s[n][2] + s[n][3];
+        }
 #pragma unroll
-                for (int offset = LANES / 2; offset > 0; offset >>= 1) // within the lane group
-                    dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-                s[u] = key0 + u < k_end ? dot : -HZ_INF;
-            }
-            float mx = m[h];
+        for (int n = 0; n < ND; n++)
+        {
+            acc[n][0] *= alpha[0];
+            acc[n][1] *= alpha[0];
+            acc[n][2] *= alpha[1];
+            acc[n][3] *= alpha[1];
+        }
+
+        // O += P V: P (16 × 16 keys, bf16) from the S accumulators, V via ldmatrix.trans.
+        unsigned a[4];
+        a[0] = pack_bf16x2(s[0][0], s[0][1]);
+        a[1] = pack_bf16x2(s[0][2], s[0][3]);
+        a[2] = pack_bf16x2(s[1][0], s[1][1]);
+        a[3] = pack_bf16x2(s[1][2], s[1][3]);
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++)
-                mx = fmaxf(mx, s[u]);
-            if (mx == -HZ_INF)
-                continue; // no visible key yet for this lane group
-            const float alpha = exp2f(m[h] - mx);
-            l[h] *= alpha;
-#pragma unroll
-            for (int i = 0; i < 8; i++)
-                acc[h][i] *= alpha;
-#pragma unroll
-            for (int u = 0; u < UNROLL; u++)
-            {
-                const float p = exp2f(s[u] - mx);
-                l[h] += p;
-#pragma unroll
-                for (int i = 0; i < 8; i++)
-                    acc[h][i] += p * vf[u][i];
-            }
-            m[h] = mx;
+        for (int dp = 0; dp < D / 16; dp++)
+        {
+            unsigned b[4];
+            ldmatrix_x4_trans(b, vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * STRIDE + dp * 16 + (lane >> 4) * 8);
+            mma_bf16_16816(acc[2 * dp], a, b[0], b[1]);
+            mma_bf16_16816(acc[2 * dp + 1], a, b[2], b[3]);
         }
     }
+    cp_async_wait<0>();
+    __syncthreads(); // the tiles are free: the merge below reuses their shared memory
 
-    // Merge the lane groups: M = max m_g, L = Σ l_g 2^(m_g − M), O = Σ acc_g 2^(m_g − M) / L.
+    // Merge the warps: M = max m_w, L = Σ l_w 2^(m_w − M), O = Σ O_w 2^(m_w − M) / L, per query head.
+    float* m_s = reinterpret_cast<float*>(kv_s); // WARPS × ROWS
+    float* l_s = m_s + WARPS * ROWS;             // WARPS × ROWS
+    float* acc_s = l_s + WARPS * ROWS;           // WARPS × ROWS × D (rows < served)
 #pragma unroll
-    for (int h = 0; h < MAX_GROUP; h++)
+    for (int r = 0; r < 2; r++)
     {
-        if (d0 == 0)
-        {
-            m_s[lane_group][h] = m[h];
-            l_s[lane_group][h] = l[h];
-        }
+        row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+        row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+    }
+    if (t == 0)
+    {
+        m_s[warp * ROWS + g] = row_max[0];
+        m_s[warp * ROWS + g + 8] = row_max[1];
+        l_s[warp * ROWS + g] = row_sum[0];
+        l_s[warp * ROWS + g + 8] = row_sum[1];
+    }
 #pragma unroll
-        for (int i = 0; i < 8; i++)
-            acc_s[lane_group][h][d0 + i] = acc[h][i];
+    for (int n = 0; n < ND; n++)
+    {
+        const int col = n * 8 + 2 * t;
+        if (g < served)
+        {
+            acc_s[(warp * ROWS + g) * D + col] = acc[n][0];
+            acc_s[(warp * ROWS + g) * D + col + 1] = acc[n][1];
+        }
+        if (g + 8 < served)
+        {
+            acc_s[(warp * ROWS + g + 8) * D + col] = acc[n][2];
+            acc_s[(warp * ROWS + g + 8) * D + col + 1] = acc[n][3];
+        }
     }
     __syncthreads();
     for (int index = threadIdx.x; index < served * D; index += THREADS)
     {
         const int h = index / D, d = index % D;
         float mx = -HZ_INF;
-        for (int grp = 0; grp < GROUPS; grp++)
-            mx = fmaxf(mx, m_s[grp][h]);
+#pragma unroll
+        for (int w = 0; w < WARPS; w++)
+            mx = fmaxf(mx, m_s[w * ROWS + h]);
         float out = 0.0f, lse = -HZ_INF;
         if (mx != -HZ_INF)
         {
             float sum = 0.0f, num = 0.0f;
-            for (int grp = 0; grp < GROUPS; grp++)
+#pragma unroll
+            for (int w = 0; w < WARPS; w++)
             {
-                const float w = exp2f(m_s[grp][h] - mx);
-                sum += l_s[grp][h] * w;
-                num += acc_s[grp][h][d] * w;
+                const float weight = exp2f(m_s[w * ROWS + h] - mx);
+                sum += l_s[w * ROWS + h] * weight;
+                num += acc_s[(w * ROWS + h) * D + d] * weight;
             }
             out = num / sum;
             lse = mx + log2f(sum);
@@ -473,27 +539,62 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode_d128_bf16(con
 
 // Merges the splits of attention_decode (Dao et al. 2023, Flash-Decoding): for each of the rows = batch·heads
 // outputs, o = Σ_s w_s o_part[s] / Σ_s w_s with w_s = 2^(lse_s − max_s lse_s). o_part is (rows, splits, head_dim)
-// float32, lse_part (rows, splits), o (rows, head_dim) bf16. Grid (rows); block: a multiple of 32.
-extern "C" __global__ void attention_decode_combine_bf16(const float* __restrict__ o_part, const float* __restrict__ lse_part,
-                                                         bf16_t* __restrict__ o, int rows, int splits, int head_dim)
+// float32, lse_part (rows, splits), o (rows, head_dim) bf16. Grid (rows), 256 threads (at most); head_dim a
+// multiple of 4, at most 4·blockDim. Each thread sums a float4 of columns over every (blockDim / (head_dim/4))-th
+// split, so the splits' loads are spread over the block; the slices are added up through shared memory.
+extern "C" __global__ void __launch_bounds__(256) attention_decode_combine_bf16(const float* __restrict__ o_part, const float* __restrict__ lse_part,
+                                                                               bf16_t* __restrict__ o, int rows, int splits, int head_dim)
 {
+    __shared__ float scratch[32];
+    __shared__ float4 num_s[256];
+    __shared__ float den_s[256];
     const int row = blockIdx.x;
     if (row >= rows)
-        return;
+        return; // the whole block
     const float* lse = lse_part + (size_t)row * splits;
+    const float* part = o_part + (size_t)row * splits * head_dim;
     float mx = -HZ_INF;
-    for (int s = 0; s < splits; s++)
+    for (int s = threadIdx.x; s < splits; s += blockDim.x)
         mx = fmaxf(mx, lse[s]);
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+    mx = block_max(mx, scratch);
+
+    const int quads = head_dim >> 2;
+    const int slices = blockDim.x / quads;
+    const int quad = threadIdx.x % quads, slice = threadIdx.x / quads;
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float den = 0.0f;
+    if (slice < slices)
     {
-        float num = 0.0f, den = 0.0f;
-        for (int s = 0; s < splits; s++)
+#pragma unroll 4
+        for (int s = slice; s < splits; s += slices)
         {
-            const float w = lse[s] == -HZ_INF ? 0.0f : exp2f(lse[s] - mx);
-            num += w * o_part[((size_t)row * splits + s) * head_dim + d];
+            const float l = lse[s];
+            const float w = l == -HZ_INF ? 0.0f : exp2f(l - mx);
+            const float4 p = *reinterpret_cast<const float4*>(part + (size_t)s * head_dim + 4 * quad);
+            num.x += w * p.x;
+            num.y += w * p.y;
+            num.z += w * p.z;
+            num.w += w * p.w;
             den += w;
         }
-        o[(size_t)row * head_dim + d] = float_to_bf16(num / den);
+    }
+    num_s[threadIdx.x] = num;
+    den_s[threadIdx.x] = den;
+    __syncthreads();
+    if (threadIdx.x < quads)
+    {
+        for (int sl = 1; sl < slices; sl++)
+        {
+            const float4 p = num_s[sl * quads + threadIdx.x];
+            num.x += p.x;
+            num.y += p.y;
+            num.z += p.z;
+            num.w += p.w;
+            den += den_s[sl * quads + threadIdx.x];
+        }
+        const float inverse = 1.0f / den;
+        *reinterpret_cast<uint2*>(o + (size_t)row * head_dim + 4 * quad) =
+            make_uint2(pack_bf16x2(num.x * inverse, num.y * inverse), pack_bf16x2(num.z * inverse, num.w * inverse));
     }
 }
 

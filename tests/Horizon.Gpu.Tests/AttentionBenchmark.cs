@@ -61,7 +61,10 @@ public class AttentionBenchmark
         Write(string.Create(CultureInfo.InvariantCulture, $"prefill\t{batch}\t{heads}\t{n}\t{headDim}\t{ms:F4}\t{flops / (ms * 1e-3) / 1e12:F1}"));
     }
 
+    [TestCase(1, 32, 32, 128, 4096)]
+    [TestCase(1, 32, 8, 128, 4096)]
     [TestCase(1, 32, 32, 128, 65536)]
+    [TestCase(1, 32, 8, 128, 65536)]
     [TestCase(1, 32, 32, 128, 262144)]
     [TestCase(1, 32, 8, 128, 262144)]
     public void Decode(int batch, int heads, int kvHeads, int headDim, int keyCount)
@@ -69,20 +72,66 @@ public class AttentionBenchmark
         var context = Gpu.Context;
         var random = new Random(8);
         long kvElements = (long)batch * keyCount * kvHeads * headDim;
-        // K and V of one random tile repeated: their values do not change the kernel's work, and filling GBs from
-        // the host would cost more than the timing.
-        using var k = context.Allocate<BFloat16>(kvElements);
-        using var v = context.Allocate<BFloat16>(kvElements);
-        Fill(k, random);
-        Fill(v, random);
-        using var q = context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, batch * heads * headDim)));
-        using var o = context.Allocate<BFloat16>(batch * heads * headDim);
-        var plan = Gpu.Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount);
-        using var workspace = context.Allocate<float>(plan.WorkspaceFloats);
-        using var stream = context.CreateStream();
-        double ms = MedianMilliseconds(stream, () => Gpu.Ops.AttentionDecode(q, k, v, o, batch, heads, kvHeads, headDim, keyCount, keyCount, workspace, stream: stream));
         double bytes = 2.0 * kvElements * 2; // K and V read once
-        Write(string.Create(CultureInfo.InvariantCulture, $"decode\t{batch}\t{heads}/{kvHeads}\t{keyCount}\t{headDim}\t{ms:F4}\t{bytes / (ms * 1e-3) / 1e9:F0}\tsplits={plan.Splits}"));
+        // The timed steps rotate over enough copies of the cache (≥ 256 MB in all) that a step's K and V are not
+        // still in the 60 MB L2 from the step before (sdpa_reference.py does the same for PyTorch).
+        int copies = (int)Math.Clamp(Math.Ceiling(256e6 / bytes), 1, 16);
+        var ks = new CudaDeviceVariable<BFloat16>[copies];
+        var vs = new CudaDeviceVariable<BFloat16>[copies];
+        try
+        {
+            for (int c = 0; c < copies; c++)
+            {
+                // K and V of one random tile repeated: their values do not change the kernel's work, and filling GBs
+                // from the host would cost more than the timing.
+                ks[c] = context.Allocate<BFloat16>(kvElements);
+                vs[c] = context.Allocate<BFloat16>(kvElements);
+                if (c == 0)
+                {
+                    Fill(ks[0], random);
+                    Fill(vs[0], random);
+                }
+                else
+                {
+                    ks[c].CopyToDevice(ks[0]);
+                    vs[c].CopyToDevice(vs[0]);
+                }
+            }
+            using var q = context.Upload<BFloat16>(Data.ToBf16(Data.Normal(random, batch * heads * headDim)));
+            using var o = context.Allocate<BFloat16>(batch * heads * headDim);
+            var plan = Gpu.Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount);
+            // Split counts around the automatic one (one full wave): half, two, four and eight times as many.
+            int[] sweep = keyCount >= 65536 ? [Math.Max(1, plan.Splits / 2), 2 * plan.Splits, 4 * plan.Splits, 8 * plan.Splits] : [];
+            long workspaceFloats = plan.WorkspaceFloats;
+            foreach (int splits in sweep)
+                workspaceFloats = Math.Max(workspaceFloats, Gpu.Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount, splits).WorkspaceFloats);
+            using var workspace = context.Allocate<float>(workspaceFloats);
+            using var stream = context.CreateStream();
+
+            string Time(string tag, int splits)
+            {
+                var used = Gpu.Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount, splits);
+                int step = 0;
+                double ms = MedianMilliseconds(stream, () =>
+                {
+                    int c = step++ % copies;
+                    Gpu.Ops.AttentionDecode(q, ks[c], vs[c], o, batch, heads, kvHeads, headDim, keyCount, keyCount, workspace, stream: stream, splits: splits);
+                });
+                return string.Create(CultureInfo.InvariantCulture,
+                    $"{tag}\t{batch}\t{heads}/{kvHeads}\t{keyCount}\t{headDim}\t{ms:F4}\t{bytes / (ms * 1e-3) / 1e9:F0}\tsplits={used.Splits}x{used.KeysPerSplit}");
+            }
+
+            Write(Time("decode", 0));
+            foreach (int splits in sweep)
+                Write(Time("decode_splits", splits));
+        }
+        finally
+        {
+            foreach (var variable in ks)
+                variable?.Dispose();
+            foreach (var variable in vs)
+                variable?.Dispose();
+        }
     }
 
     internal static void Fill(CudaDeviceVariable<BFloat16> variable, Random random)

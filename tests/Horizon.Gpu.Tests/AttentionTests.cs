@@ -103,16 +103,22 @@ public class AttentionTests
 
     public static IEnumerable<TestCaseData> DecodeCases()
     {
-        // batch, heads, kvHeads, headDim, keyCount
-        yield return new TestCaseData(2, 8, 2, 128, 1).SetName("decode d128 GQA 1 key");
-        yield return new TestCaseData(2, 8, 2, 128, 77).SetName("decode d128 GQA 77 keys");
-        yield return new TestCaseData(1, 12, 1, 64, 1000).SetName("decode d64 MQA 12 heads (two head chunks) 1000 keys");
-        yield return new TestCaseData(2, 4, 4, 64, 4099).SetName("decode d64 MHA 4099 keys");
-        yield return new TestCaseData(1, 32, 8, 128, 20_011).SetName("decode d128 GQA 32/8 20011 keys");
+        // batch, heads, kvHeads, headDim, keyCount, splits (0: the automatic plan)
+        yield return new TestCaseData(2, 8, 2, 128, 1, 0).SetName("decode d128 GQA 1 key");
+        yield return new TestCaseData(2, 8, 2, 128, 77, 0).SetName("decode d128 GQA 77 keys");
+        yield return new TestCaseData(2, 8, 2, 128, 77, 5).SetName("decode d128 GQA 77 keys in 5 splits of 16 (shorter than a tile)");
+        yield return new TestCaseData(1, 12, 1, 64, 1000, 0).SetName("decode d64 MQA 12 heads 1000 keys");
+        yield return new TestCaseData(1, 40, 2, 128, 999, 3).SetName("decode d128 group 20 (two head chunks, 16 + 4) 999 keys in 3 splits");
+        yield return new TestCaseData(1, 16, 1, 64, 3001, 0).SetName("decode d64 MQA 16 heads (one full chunk) 3001 keys");
+        yield return new TestCaseData(2, 4, 4, 64, 4099, 0).SetName("decode d64 MHA 4099 keys");
+        yield return new TestCaseData(1, 32, 32, 128, 4097, 7).SetName("decode d128 MHA 32/32 4097 keys in 7 splits (unaligned)");
+        yield return new TestCaseData(1, 32, 8, 128, 20_011, 0).SetName("decode d128 GQA 32/8 20011 keys");
+        yield return new TestCaseData(1, 32, 8, 128, 65_537, 0).SetName("decode d128 GQA 32/8 65537 keys");
+        yield return new TestCaseData(1, 32, 8, 128, 65_537, 1).SetName("decode d128 GQA 32/8 65537 keys in one split");
     }
 
     [TestCaseSource(nameof(DecodeCases))]
-    public void Decode_meets_the_flash_attention_rule(int batch, int heads, int kvHeads, int headDim, int keyCount)
+    public void Decode_meets_the_flash_attention_rule(int batch, int heads, int kvHeads, int headDim, int keyCount, int splits)
     {
         int capacity = keyCount + 13; // the cache is longer than what is valid
         var random = new Random(batch * 100 + heads * 10 + headDim + keyCount);
@@ -129,7 +135,7 @@ public class AttentionTests
         }
         float[] reference = CpuAttention(q, k, v, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
 
-        var plan = Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount);
+        var plan = Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount, splits);
         using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
         using var dkCache = Context.Upload<BFloat16>(Data.ToBf16(kCache));
         using var dvCache = Context.Upload<BFloat16>(Data.ToBf16(vCache));
@@ -141,11 +147,11 @@ public class AttentionTests
         dFlash.Fill(0xFF);
         dNaive.Fill(0xFF);
         workspace.Fill(0xFF);
-        Ops.AttentionDecode(dq, dkCache, dvCache, dFlash, batch, heads, kvHeads, headDim, keyCount, capacity, workspace);
+        Ops.AttentionDecode(dq, dkCache, dvCache, dFlash, batch, heads, kvHeads, headDim, keyCount, capacity, workspace, splits: splits);
         Ops.AttentionNaive(dq, dk, dv, dNaive, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
         Context.Synchronize();
 
-        AssertFlashRule($"attention_decode b={batch} h={heads}/{kvHeads} d={headDim} keys={keyCount} splits={plan.Splits}",
+        AssertFlashRule($"attention_decode b={batch} h={heads}/{kvHeads} d={headDim} keys={keyCount} splits={plan.Splits}x{plan.KeysPerSplit}",
             Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
     }
 

@@ -233,6 +233,7 @@ internal static unsafe partial class CudaDriver
 
     [LibraryImport(LibraryName)] internal static partial int cuFuncGetAttribute(int* value, int attribute, nint function);
     [LibraryImport(LibraryName)] internal static partial int cuFuncSetAttribute(nint function, int attribute, int value);
+    [LibraryImport(LibraryName)] internal static partial int cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, nint function, int blockSize, nuint dynamicSharedBytes);
     [LibraryImport(LibraryName)]
     internal static partial int cuLaunchKernel(
         nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,

@@ -42,6 +42,21 @@ public sealed unsafe class CudaKernel
     public int MaxThreadsPerBlock => Attribute(CudaDriver.CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK);
 
     /// <summary>
+    /// Blocks of <paramref name="blockThreads"/> threads with <paramref name="dynamicSharedBytes"/> of dynamic shared
+    /// memory that one multiprocessor holds at once, by the kernel's registers and shared memory (the driver's
+    /// occupancy calculator, <c>cuOccupancyMaxActiveBlocksPerMultiprocessor</c>).
+    /// </summary>
+    public int MaxActiveBlocksPerMultiprocessor(int blockThreads, int dynamicSharedBytes)
+    {
+        _module.Context.EnsureCurrent();
+        int blocks;
+        CudaDriver.Check(CudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, _function, blockThreads, (nuint)dynamicSharedBytes),
+            static state => $"cuOccupancyMaxActiveBlocksPerMultiprocessor ({state.Name}: {state.blockThreads} threads, {state.dynamicSharedBytes} bytes of dynamic shared memory)",
+            (Name, blockThreads, dynamicSharedBytes));
+        return blocks;
+    }
+
+    /// <summary>
     /// Allows launches with up to <paramref name="bytes"/> of dynamic shared memory; above 48 KiB a kernel must opt
     /// in (<c>cuFuncSetAttribute</c>, MAX_DYNAMIC_SHARED_SIZE_BYTES), up to the device's opt-in limit.
     /// </summary>

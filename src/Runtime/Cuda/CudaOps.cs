@@ -24,8 +24,17 @@ public sealed unsafe partial class CudaOps : IDisposable
     /// <summary>Keys per step of attention_prefill (prefill::BN).</summary>
     public const int PrefillKeyTile = 64;
 
-    /// <summary>Query heads one attention_decode block serves (decode::MAX_GROUP).</summary>
-    public const int DecodeHeadsPerBlock = 8;
+    /// <summary>Query heads of one key/value head that one attention_decode block serves (decode::ROWS: the 16 rows of its mma tiles).</summary>
+    public const int DecodeHeadsPerBlock = 16;
+
+    /// <summary>Keys per pipeline stage of attention_decode (decode::BN); the automatic split is a multiple of it.</summary>
+    public const int DecodeKeyTile = 64;
+
+    /// <summary>K and V tiles attention_decode keeps in shared memory (decode::STAGES).</summary>
+    private const int DecodeStages = 3;
+
+    /// <summary>Threads per block of attention_decode_combine_bf16.</summary>
+    private const int DecodeCombineThreads = 256;
 
     private const int AttentionThreads = 128;
     private const int DefaultSharedLimit = 48 * 1024;
@@ -38,6 +47,7 @@ public sealed unsafe partial class CudaOps : IDisposable
     private CudaElementwiseKernels? _elementwise;
     private CudaAttentionKernels? _attention;
     private CudaGlaKernels? _gla;
+    private int _decodeBlocksPerMultiprocessor64, _decodeBlocksPerMultiprocessor128;
 
     public CudaOps(CudaContext context)
     {
@@ -76,11 +86,13 @@ public sealed unsafe partial class CudaOps : IDisposable
     /// <summary>The launchers of native/elementwise.cu, loaded on first use.</summary>
     public CudaElementwiseKernels Elementwise => _elementwise ?? Load(ref _elementwise, CudaElementwiseKernels.Load, null);
 
-    /// <summary>The launchers of native/attention.cu, loaded on first use (the prefill kernels opted in to their shared memory).</summary>
+    /// <summary>The launchers of native/attention.cu, loaded on first use (the prefill and decode kernels opted in to their shared memory).</summary>
     public CudaAttentionKernels Attention => _attention ?? Load(ref _attention, CudaAttentionKernels.Load, kernels =>
     {
         AllowSharedMemory(kernels.AttentionPrefillD64Bf16Kernel, PrefillSharedBytes(64));
         AllowSharedMemory(kernels.AttentionPrefillD128Bf16Kernel, PrefillSharedBytes(128));
+        AllowSharedMemory(kernels.AttentionDecodeD64Bf16Kernel, DecodeSharedBytes(64));
+        AllowSharedMemory(kernels.AttentionDecodeD128Bf16Kernel, DecodeSharedBytes(128));
     });
 
     /// <summary>The launchers of native/gla.cu, loaded on first use (the output kernels opted in to their shared memory).</summary>
@@ -290,6 +302,12 @@ public sealed unsafe partial class CudaOps : IDisposable
     /// <summary>Dynamic shared memory of attention_prefill for a head dimension: the Q tile and two K and V tiles, rows padded by 8.</summary>
     public static int PrefillSharedBytes(int headDim) => (PrefillQueryTile + 4 * PrefillKeyTile) * (headDim + 8) * sizeof(ushort);
 
+    /// <summary>
+    /// Dynamic shared memory of attention_decode for a head dimension: the 16-row Q tile and <c>decode::STAGES</c> (3)
+    /// pairs of 64-key K and V tiles, rows padded by 8 (106.25 KiB for 128: two blocks per H200 multiprocessor).
+    /// </summary>
+    public static int DecodeSharedBytes(int headDim) => (DecodeHeadsPerBlock + 2 * DecodeStages * DecodeKeyTile) * (headDim + 8) * sizeof(ushort);
+
     private static void CheckAttention(string op, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
@@ -354,41 +372,74 @@ public sealed unsafe partial class CudaOps : IDisposable
     }
 
     /// <summary>
-    /// How attention_decode splits the keys: <c>Splits</c> blocks per (batch, key/value head, group of up to 8 query
-    /// heads), each over <c>KeysPerSplit</c> keys, enough blocks to fill the device about four times over.
-    /// <c>WorkspaceFloats</c> is the scratch <see cref="AttentionDecode"/> needs: batch·heads·splits·(headDim + 1).
+    /// How attention_decode splits the keys: <c>Splits</c> blocks per (batch, key/value head, group of up to 16 query
+    /// heads), each over <c>KeysPerSplit</c> keys (the last split may be shorter). <c>WorkspaceFloats</c> is the scratch
+    /// <see cref="AttentionDecode"/> needs: batch·heads·splits·(headDim + 1).
     /// </summary>
     public readonly record struct DecodePlan(int Splits, int KeysPerSplit, long WorkspaceFloats);
 
-    /// <summary>The split plan for one decode step (see <see cref="DecodePlan"/>).</summary>
-    public DecodePlan PlanAttentionDecode(int batch, int heads, int kvHeads, int headDim, int keyCount)
+    /// <summary>
+    /// The split plan for one decode step (see <see cref="DecodePlan"/>). Automatic (<paramref name="splits"/> 0): one
+    /// full wave, as many blocks as the device holds at once (multiprocessors × the blocks of attention_decode one
+    /// multiprocessor holds, from the driver's occupancy calculator), each split a whole number of 64-key tiles and at
+    /// least one; every block then streams the same number of keys from start to end, with no second, partial wave.
+    /// <paramref name="splits"/> &gt; 0 asks for that many splits of CeilDiv(keyCount, splits) keys (any length: for
+    /// tests and tuning).
+    /// </summary>
+    public DecodePlan PlanAttentionDecode(int batch, int heads, int kvHeads, int headDim, int keyCount, int splits = 0)
     {
-        int chunks = (heads / kvHeads + DecodeHeadsPerBlock - 1) / DecodeHeadsPerBlock;
-        long blocksPerSplit = (long)batch * kvHeads * chunks;
-        long wanted = Math.Max(1, 4L * _context.MultiprocessorCount / blocksPerSplit);
-        // A split below 256 keys spends more on its merge than it saves.
-        long splits = Math.Clamp(wanted, 1, Math.Max(1, keyCount / 256));
-        int keysPerSplit = (int)((keyCount + splits - 1) / splits);
-        int actual = (keyCount + keysPerSplit - 1) / keysPerSplit;
+        const string op = "attention_decode";
+        CheckAttention(op, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(splits);
+        if (headDim is not (64 or 128))
+            throw new NotSupportedException($"{op}: head_dim {headDim} has no CUDA kernel (64, 128)");
+        int keysPerSplit;
+        if (splits == 0)
+        {
+            long chunks = (heads / kvHeads + DecodeHeadsPerBlock - 1) / DecodeHeadsPerBlock;
+            long blocksPerSplit = (long)batch * kvHeads * chunks;
+            long resident = (long)_context.MultiprocessorCount * DecodeBlocksPerMultiprocessor(headDim);
+            long tiles = (keyCount + DecodeKeyTile - 1) / DecodeKeyTile;
+            long wanted = Math.Clamp(resident / blocksPerSplit, 1, tiles);
+            keysPerSplit = (int)((tiles + wanted - 1) / wanted * DecodeKeyTile);
+        }
+        else
+        {
+            keysPerSplit = (int)(((long)keyCount + splits - 1) / splits);
+        }
+        int actual = (int)(((long)keyCount + keysPerSplit - 1) / keysPerSplit);
         return new DecodePlan(actual, keysPerSplit, (long)batch * heads * actual * (headDim + 1));
+    }
+
+    /// <summary>Blocks of attention_decode one multiprocessor holds at once (registers and shared memory), asked of the driver once per head dim.</summary>
+    private int DecodeBlocksPerMultiprocessor(int headDim)
+    {
+        ref int cached = ref headDim == 64 ? ref _decodeBlocksPerMultiprocessor64 : ref _decodeBlocksPerMultiprocessor128;
+        if (cached == 0)
+        {
+            var kernel = headDim == 64 ? Attention.AttentionDecodeD64Bf16Kernel : Attention.AttentionDecodeD128Bf16Kernel;
+            cached = Math.Max(1, kernel.MaxActiveBlocksPerMultiprocessor(AttentionThreads, DecodeSharedBytes(headDim)));
+        }
+        return cached;
     }
 
     /// <summary>
     /// One decode step of causal attention: each sequence's single query against its cache (Flash-Decoding: split over
     /// the keys, merged by log-sum-exp). q, o are (batch, heads, headDim) bf16; k, v (batch, capacity, kvHeads, headDim)
     /// bf16 with the first keyCount rows valid (the new token's key included). headDim is 64 or 128. workspace holds at
-    /// least <see cref="DecodePlan.WorkspaceFloats"/> floats of <see cref="PlanAttentionDecode"/>.
+    /// least <see cref="DecodePlan.WorkspaceFloats"/> floats of <see cref="PlanAttentionDecode"/> with the same
+    /// <paramref name="splits"/> (0: the automatic plan).
     /// </summary>
     public void AttentionDecode(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
         CudaDeviceVariable<BFloat16> o, int batch, int heads, int kvHeads, int headDim, int keyCount, int capacity,
-        CudaDeviceVariable<float> workspace, float? scale = null, CudaStream? stream = null)
+        CudaDeviceVariable<float> workspace, float? scale = null, CudaStream? stream = null, int splits = 0)
     {
         const string op = "attention_decode";
         CheckAttention(op, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, keyCount);
         if (headDim is not (64 or 128))
             throw new NotSupportedException($"{op}: head_dim {headDim} has no CUDA kernel (64, 128)");
-        var plan = PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount);
+        var plan = PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount, splits);
         Require(q, (long)batch * heads * headDim, op, nameof(q));
         Require(o, (long)batch * heads * headDim, op, nameof(o));
         Require(k, (long)batch * capacity * kvHeads * headDim, op, nameof(k));
@@ -396,17 +447,17 @@ public sealed unsafe partial class CudaOps : IDisposable
         Require(workspace, plan.WorkspaceFloats, op, nameof(workspace));
 
         float s = scale ?? 1f / MathF.Sqrt(headDim);
-        int keysPerSplit = plan.KeysPerSplit, splits = plan.Splits, rows = batch * heads;
+        int keysPerSplit = plan.KeysPerSplit, rows = batch * heads;
         uint chunks = CeilDiv(heads / kvHeads, DecodeHeadsPerBlock);
         // o_part and lse_part are the two parts of the workspace (rows·splits·head_dim, then rows·splits floats).
-        DevicePointer<float> part = workspace, lse = workspace.At((long)rows * splits * headDim);
-        var grid = new Dim3((uint)splits, (uint)kvHeads * chunks, (uint)batch);
+        DevicePointer<float> part = workspace, lse = workspace.At((long)rows * plan.Splits * headDim);
+        var grid = new Dim3((uint)plan.Splits, (uint)kvHeads * chunks, (uint)batch);
         if (headDim == 64)
-            Attention.AttentionDecodeD64Bf16(grid, AttentionThreads, 0, stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+            Attention.AttentionDecodeD64Bf16(grid, AttentionThreads, DecodeSharedBytes(64), stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
         else
-            Attention.AttentionDecodeD128Bf16(grid, AttentionThreads, 0, stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+            Attention.AttentionDecodeD128Bf16(grid, AttentionThreads, DecodeSharedBytes(128), stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
         // One block per output row merges its splits.
-        Attention.AttentionDecodeCombineBf16((uint)rows, AttentionThreads, 0, stream, part, lse, o, rows, splits, headDim);
+        Attention.AttentionDecodeCombineBf16((uint)rows, DecodeCombineThreads, 0, stream, part, lse, o, rows, plan.Splits, headDim);
     }
 
     /// <summary>
