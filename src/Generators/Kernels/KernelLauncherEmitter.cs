@@ -2,6 +2,8 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Text;
 
+using Horizon.Generators.Model;
+
 namespace Horizon.Generators.Kernels
 {
     /// <summary>
@@ -133,7 +135,7 @@ namespace Horizon.Generators.Kernels
 
         private static string Field(KernelSignature kernel) => "_" + char.ToLowerInvariant(kernel.LauncherName[0]) + kernel.LauncherName.Substring(1);
 
-        private static string Join(ValueList<KernelParameter> parameters)
+        private static string Join(EquatableArray<KernelParameter> parameters)
         {
             var parts = new List<string>();
             foreach (var p in parameters)

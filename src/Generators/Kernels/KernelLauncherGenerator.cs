@@ -6,6 +6,8 @@ using System.Threading;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Text;
 
+using Horizon.Generators.Model;
+
 namespace Horizon.Generators.Kernels
 {
     /// <summary>
@@ -91,14 +93,14 @@ namespace Horizon.Generators.Kernels
         {
             SourceText? text = file.GetText(cancellation);
             if (text is null)
-                return new ParsedKernelFile(null, ValueList<KernelDiagnostic>.Empty);
+                return new ParsedKernelFile(null, EquatableArray<KernelDiagnostic>.Empty);
             return KernelSignatureParser.Parse(file.Path, text, cancellation);
         }
 
         /// <summary>The paths of the modules not emitted, and the HZ1003 diagnostics saying why.</summary>
-        private sealed record Shadowed(ValueList<string> Paths, ValueList<KernelDiagnostic> Diagnostics);
+        private sealed record Shadowed(EquatableArray<string> Paths, EquatableArray<KernelDiagnostic> Diagnostics);
 
-        private static bool Contains(ValueList<string> list, string value)
+        private static bool Contains(EquatableArray<string> list, string value)
         {
             foreach (string item in list)
             {
@@ -132,7 +134,7 @@ namespace Horizon.Generators.Kernels
                 {
                     hidden.Add(module.Path);
                     var location = new KernelLocation(module.Path, 0, 0, 0, 0, 0, 0);
-                    diagnostics.Add(new KernelDiagnostic(KernelDiagnostics.DuplicateKernel.Id, location, new ValueList<string>(new[]
+                    diagnostics.Add(new KernelDiagnostic(KernelDiagnostics.DuplicateKernel.Id, location, new EquatableArray<string>(new[]
                     {
                         $"{module.FileName} would generate the class '{module.ClassName}', which {first.FileName} already generates; rename one of the files",
                     })));
@@ -142,11 +144,11 @@ namespace Horizon.Generators.Kernels
                     owners.Add(module.ClassName, module);
                 }
             }
-            return new Shadowed(new ValueList<string>(hidden), new ValueList<KernelDiagnostic>(diagnostics));
+            return new Shadowed(new EquatableArray<string>(hidden), new EquatableArray<KernelDiagnostic>(diagnostics));
         }
 
         /// <summary>The modules that get a class, symbols only: a parameter edit leaves the catalog cached.</summary>
-        private static ValueList<KernelCatalogModule> CatalogOf(ImmutableArray<KernelModule> all)
+        private static EquatableArray<KernelCatalogModule> CatalogOf(ImmutableArray<KernelModule> all)
         {
             var seen = new HashSet<string>(StringComparer.Ordinal);
             var kept = new List<KernelCatalogModule>();
@@ -157,9 +159,9 @@ namespace Horizon.Generators.Kernels
                 var symbols = new List<string>();
                 foreach (var kernel in module.Kernels)
                     symbols.Add(kernel.Symbol);
-                kept.Add(new KernelCatalogModule(module.Module, module.FileName, new ValueList<string>(symbols)));
+                kept.Add(new KernelCatalogModule(module.Module, module.FileName, new EquatableArray<string>(symbols)));
             }
-            return new ValueList<KernelCatalogModule>(kept);
+            return new EquatableArray<KernelCatalogModule>(kept);
         }
     }
 }

@@ -5,6 +5,8 @@ using System.Threading;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.Text;
 
+using Horizon.Generators.Model;
+
 namespace Horizon.Generators.Kernels
 {
     /// <summary>
@@ -177,8 +179,8 @@ namespace Horizon.Generators.Kernels
             }
 
             return new ParsedKernelFile(
-                new KernelModule(path, module, fileName, className, new ValueList<KernelSignature>(kernels)),
-                new ValueList<KernelDiagnostic>(diagnostics));
+                new KernelModule(path, module, fileName, className, new EquatableArray<KernelSignature>(kernels)),
+                new EquatableArray<KernelDiagnostic>(diagnostics));
         }
 
         /// <summary>
@@ -270,7 +272,7 @@ namespace Horizon.Generators.Kernels
                 }
             }
             if (supported)
-                kernel = new KernelSignature(symbol, PascalCase(symbol), new ValueList<KernelParameter>(parameters));
+                kernel = new KernelSignature(symbol, PascalCase(symbol), new EquatableArray<KernelParameter>(parameters));
             return closeParen;
         }
 
@@ -370,7 +372,7 @@ namespace Horizon.Generators.Kernels
         }
 
         private static KernelDiagnostic Diagnostic(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, KernelLocation location, params string[] arguments) =>
-            new KernelDiagnostic(descriptor.Id, location, new ValueList<string>(arguments));
+            new KernelDiagnostic(descriptor.Id, location, new EquatableArray<string>(arguments));
 
         private static KernelLocation Location(string path, SourceText text, int start, int end)
         {
