@@ -26,6 +26,8 @@
 // in float64, as on the CPU, so that b_t − b_s keeps float32 precision when b reaches −10³ inside a chunk.
 // Launchers: src/Runtime/Cuda/CudaOps.Gla.cs.
 #include "common.cuh"
+#include <mma.h>
+#include <type_traits>
 
 namespace gla
 {
@@ -162,11 +164,11 @@ extern "C" __global__ void __launch_bounds__(256) gla_chunk_state_bf16(const bf1
 // Grid (CeilDiv(d_k · d_v, 256), batch · kv_heads), 256 threads; thread e owns state element (i, j) = (e / d_v, e % d_v)
 // of one (batch, kv head) and walks the chunks in order: S_{c+1} = exp(b_last,c)[i] · S_c + U_c, replacing U_c in
 // chunk_states by S_c (the state before chunk c, what pass 3 reads) and writing the state after the last chunk back
-// to `state`. Eight chunks' loads are issued before their dependent updates.
+// to `state`. Sixteen chunks' loads are issued before their dependent updates.
 extern "C" __global__ void __launch_bounds__(256) gla_state_scan_f32(float* chunk_states, const float* chunk_decay, float* state, int chunks,
                                                                     int head_k_dim, int head_v_dim)
 {
-    constexpr int BATCH = 8;
+    constexpr int BATCH = 16;
     const long long elements = (long long)head_k_dim * head_v_dim;
     const long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= elements)
@@ -204,8 +206,9 @@ extern "C" __global__ void __launch_bounds__(256) gla_state_scan_f32(float* chun
 //   bend  double [NSUB][dkp]   b at the end of each sub-chunk, b_{16j+15} (cumulative from the chunk start)
 //   bsub  double [NSUB][dkp]   the log-gate sum of each sub-chunk
 //   qd    float  [C][dkp + 1]  scale · q_t ⊙ exp(b_t), the inter-chunk query
-//   a     float  [C][C + 1]    the intra-chunk weights A (zero above the diagonal)
-//   work  float  [5·C·PAD + PAIRS·BK]  the per-step tiles of the A phase, then those of the output phase
+//   a     float  [C][C + 1]    (the kernel lays qd out with row stride dkp + 4 over the qd and a regions)
+//   work  float  [5·C·PAD + PAIRS·BK]  the per-step tiles of the A phase, then the intra-chunk weights A
+//                              ([C][C + 4], zero above the diagonal) and the output phase's tiles
 // CudaOps.GlaOutputSharedBytes computes the same total.
 struct gla_output_layout
 {
@@ -232,22 +235,27 @@ struct gla_output_layout
 //   s in an earlier sub-chunk:  exp(b_t − b_s) = exp(r_t) · exp(B_{j(t)−1} − B_{j(s)}) · exp(B_{j(s)} − r_s − B_{j(s)−1}),
 // three factors ≤ 1 (the CPU splits the same product at B_{j(t)−1}; equal in exact arithmetic): one exponential
 // per element of q_t, of k_s and per sub-chunk pair, instead of one per (t, s, i).
+// bf16 computes o = qd S_c + A v on the tensor cores (wmma, tf32 inputs, float32 accumulation: the output is rounded
+// to bf16 anyway); float32 keeps the exact float32 FMA loop.
 template <typename T>
 static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                                         const float* __restrict__ g, const float* __restrict__ chunk_states, T* __restrict__ o,
                                         int rows, int heads, int kv_heads, int dk, int dv, float scale)
 {
     using namespace gla;
-    extern __shared__ __align__(16) unsigned char shared_bytes[];
+    extern __shared__ __align__(128) unsigned char shared_bytes[];
     const int dkp = ceil_div(dk, BK) * BK;
     const gla_output_layout layout(dkp);
     double* bend = reinterpret_cast<double*>(shared_bytes);
     double* bsub = reinterpret_cast<double*>(shared_bytes + layout.bsub);
     float* qd = reinterpret_cast<float*>(shared_bytes + layout.qd);
-    float* a_s = reinterpret_cast<float*>(shared_bytes + layout.a);
+    float* a_s = reinterpret_cast<float*>(shared_bytes + layout.work);
     float* work = reinterpret_cast<float*>(shared_bytes + layout.work);
-    const int qd_stride = dkp + 1;
-    constexpr int A_STRIDE = C + 1;
+    // qd and A have row strides that are multiples of 4 floats (wmma's ldm) and rows 32-byte aligned; qd spreads
+    // over the layout's qd and a regions (3 more floats per row fit in the a region), A lives in the work region
+    // once the A phase is done, in front of the output phase's tiles (the total stays gla_output_layout's).
+    const int qd_stride = dkp + 4;
+    constexpr int A_STRIDE = C + 4;
     // The A phase's tiles (C × PAD each) and the sub-chunk pair factors:
     float* q_raw = work;               // q_t[i]
     float* k_raw = q_raw + C * PAD;    // k_s[i]
@@ -256,8 +264,9 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     float* k_dec = q_dec + C * PAD;    // k_s[i] exp(B_{j(s)}[i] − b_s[i])
     float* pair_f = k_dec + C * PAD;   // [PAIRS][BK]: exp(B_{jt−1}[i] − B_{js}[i]) for js < jt
     // The output phase's tiles, over the same memory:
-    float* s_tile = work;              // [BK][BV] rows of S_c
-    float* v_tile = work + BK * BV;    // [C][BV] rows of v
+    float* s_tile = work + C * A_STRIDE;  // [BK][BV] rows of S_c
+    float* v_tile = s_tile + BK * BV;     // [C][BV] rows of v
+    float* o_tile = s_tile;               // [C][BV + 4] the output block before it is stored (bf16: tensor cores)
 
     const int chunk = blockIdx.x, chunks = gridDim.x, head = blockIdx.y, batch = blockIdx.z;
     const int kh = head / (heads / kv_heads);
@@ -300,11 +309,14 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     }
     __syncthreads();
 
-    // ---- A: accumulated over the key dimension in steps of BK. Thread (ty, tx) owns A rows 4ty … +3, columns 4tx … +3;
-    // a 4 × 4 block lies in one pair of sub-chunks (jt, js).
-    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    const int jt = ty / 4, js = tx / 4;
-    float acc[4][4] = {};
+    // ---- A: accumulated over the key dimension in steps of BK, the work spread evenly over the 256 threads. Thread x
+    // owns four elements of one diagonal 16 × 16 block (sub-chunk x / 64: row (x % 64) / 4, columns 4 (x % 4) … +3;
+    // per-element expf, none above the diagonal) and element (r, c) = (x / 16, x % 16) of each of the six blocks below
+    // the diagonal (sub-chunk pairs jt > js, factored exponentials).
+    const int drow = (threadIdx.x / 64) * SUB + (threadIdx.x % 64) / 4;
+    const int dcol = (threadIdx.x / 64) * SUB + (threadIdx.x % 4) * 4;
+    const int orow = threadIdx.x / 16, ocol = threadIdx.x % 16;
+    float dacc[4] = {}, oacc[PAIRS] = {};
     for (int i0 = 0; i0 < dkp; i0 += BK)
     {
         if (threadIdx.x < NSUB * BK)
@@ -344,59 +356,125 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
         }
         __syncthreads();
 
-        if (js < jt)
+        for (int ii = 0; ii < BK; ii++)
         {
-            const float* f = pair_f + (jt * (jt - 1) / 2 + js) * BK;
-            for (int ii = 0; ii < BK; ii++)
+            // below the diagonal: pairs (1,0) (2,0) (2,1) (3,0) (3,1) (3,2), pair_f's order
+            const float q1 = q_dec[(SUB + orow) * PAD + ii], q2 = q_dec[(2 * SUB + orow) * PAD + ii],
+                        q3 = q_dec[(3 * SUB + orow) * PAD + ii];
+            const float k0 = k_dec[ocol * PAD + ii], k1 = k_dec[(SUB + ocol) * PAD + ii], k2 = k_dec[(2 * SUB + ocol) * PAD + ii];
+            oacc[0] = fmaf(q1 * pair_f[0 * BK + ii], k0, oacc[0]);
+            oacc[1] = fmaf(q2 * pair_f[1 * BK + ii], k0, oacc[1]);
+            oacc[2] = fmaf(q2 * pair_f[2 * BK + ii], k1, oacc[2]);
+            oacc[3] = fmaf(q3 * pair_f[3 * BK + ii], k0, oacc[3]);
+            oacc[4] = fmaf(q3 * pair_f[4 * BK + ii], k1, oacc[4]);
+            oacc[5] = fmaf(q3 * pair_f[5 * BK + ii], k2, oacc[5]);
+            // the diagonal block
+            const float qv = q_raw[drow * PAD + ii], rt = r_t[drow * PAD + ii];
+#pragma unroll
+            for (int y = 0; y < 4; y++)
             {
-                float qa[4], kb[4];
-#pragma unroll
-                for (int x = 0; x < 4; x++)
-                {
-                    qa[x] = q_dec[(ty * 4 + x) * PAD + ii] * f[ii];
-                    kb[x] = k_dec[(tx * 4 + x) * PAD + ii];
-                }
-#pragma unroll
-                for (int x = 0; x < 4; x++)
-#pragma unroll
-                    for (int y = 0; y < 4; y++)
-                        acc[x][y] = fmaf(qa[x], kb[y], acc[x][y]);
-            }
-        }
-        else if (js == jt)
-        {
-            for (int ii = 0; ii < BK; ii++)
-            {
-#pragma unroll
-                for (int x = 0; x < 4; x++)
-                {
-                    const int t = ty * 4 + x;
-                    const float qv = q_raw[t * PAD + ii], rt = r_t[t * PAD + ii];
-#pragma unroll
-                    for (int y = 0; y < 4; y++)
-                    {
-                        const int s = tx * 4 + y;
-                        if (s <= t)
-                            acc[x][y] = fmaf(qv * k_raw[s * PAD + ii], expf(rt - r_t[s * PAD + ii]), acc[x][y]); // r_t ≤ r_s
-                    }
-                }
+                const int s = dcol + y;
+                if (s <= drow)
+                    dacc[y] = fmaf(qv * k_raw[s * PAD + ii], expf(rt - r_t[s * PAD + ii]), dacc[y]); // r_t ≤ r_s
             }
         }
         __syncthreads(); // the tiles are rewritten by the next step
     }
 #pragma unroll
-    for (int x = 0; x < 4; x++)
+    for (int y = 0; y < 4; y++)
+        a_s[drow * A_STRIDE + dcol + y] = dcol + y <= drow ? dacc[y] * scale : 0.0f;
     {
+        constexpr int below_t[PAIRS] = {1, 2, 2, 3, 3, 3}, below_s[PAIRS] = {0, 0, 1, 0, 1, 2};
 #pragma unroll
-        for (int y = 0; y < 4; y++)
+        for (int p = 0; p < PAIRS; p++)
         {
-            const int t = ty * 4 + x, s = tx * 4 + y;
-            a_s[t * A_STRIDE + s] = s <= t && js <= jt ? acc[x][y] * scale : 0.0f;
+            a_s[(below_t[p] * SUB + orow) * A_STRIDE + below_s[p] * SUB + ocol] = oacc[p] * scale;
+            a_s[(below_s[p] * SUB + orow) * A_STRIDE + below_t[p] * SUB + ocol] = 0.0f; // the mirror block, above the diagonal
         }
     }
     __syncthreads();
 
-    // ---- o = qd S_c + A v, by BV value dimensions at a time; thread (ty, tx) owns tokens 4ty … +3, columns 4tx … +3.
+    if constexpr (std::is_same<T, bf16_t>::value)
+    {
+        // bf16: o = qd S_c + A v on the tensor cores (tf32 inputs, float32 accumulation). Warp w owns the 16-token rows
+        // 16(w / 2) … and two 16-column tiles of each BV-wide column step; A v stops at the diagonal block.
+        using namespace nvcuda;
+        const int warp = threadIdx.x / 32, rt = warp / 2, ct0 = (warp % 2) * 2;
+        for (int j0 = 0; j0 < dv; j0 += BV)
+        {
+            wmma::fragment<wmma::accumulator, 16, 16, 8, float> out[2];
+            wmma::fill_fragment(out[0], 0.0f);
+            wmma::fill_fragment(out[1], 0.0f);
+            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+            for (int i0 = 0; i0 < dkp; i0 += BK)
+            {
+                for (int e = threadIdx.x; e < BK * BV; e += THREADS)
+                {
+                    const int ii = e / BV, jj = e % BV;
+                    s_tile[e] = i0 + ii < dk && j0 + jj < dv ? s_c[(size_t)(i0 + ii) * dv + j0 + jj] : 0.0f;
+                }
+                __syncthreads();
+#pragma unroll
+                for (int kk = 0; kk < BK; kk += 8)
+                {
+                    wmma::load_matrix_sync(fa, qd + rt * 16 * qd_stride + i0 + kk, qd_stride);
+#pragma unroll
+                    for (int x = 0; x < fa.num_elements; x++)
+                        fa.x[x] = wmma::__float_to_tf32(fa.x[x]);
+#pragma unroll
+                    for (int c = 0; c < 2; c++)
+                    {
+                        wmma::load_matrix_sync(fb, s_tile + kk * BV + (ct0 + c) * 16, BV);
+#pragma unroll
+                        for (int x = 0; x < fb.num_elements; x++)
+                            fb.x[x] = wmma::__float_to_tf32(fb.x[x]);
+                        wmma::mma_sync(out[c], fa, fb, out[c]);
+                    }
+                }
+                __syncthreads();
+            }
+            for (int e = threadIdx.x; e < C * BV; e += THREADS)
+            {
+                const int s = e / BV, jj = e % BV;
+                v_tile[e] = s < len && j0 + jj < dv ? to_float(v_base[(size_t)s * v_stride + j0 + jj]) : 0.0f;
+            }
+            __syncthreads();
+            for (int kk = 0; kk < (rt + 1) * 16; kk += 8) // A is zero past the diagonal block
+            {
+                wmma::load_matrix_sync(fa, a_s + rt * 16 * A_STRIDE + kk, A_STRIDE);
+#pragma unroll
+                for (int x = 0; x < fa.num_elements; x++)
+                    fa.x[x] = wmma::__float_to_tf32(fa.x[x]);
+#pragma unroll
+                for (int c = 0; c < 2; c++)
+                {
+                    wmma::load_matrix_sync(fb, v_tile + kk * BV + (ct0 + c) * 16, BV);
+#pragma unroll
+                    for (int x = 0; x < fb.num_elements; x++)
+                        fb.x[x] = wmma::__float_to_tf32(fb.x[x]);
+                    wmma::mma_sync(out[c], fa, fb, out[c]);
+                }
+            }
+            __syncthreads(); // o_tile overlays s_tile and v_tile
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+                wmma::store_matrix_sync(o_tile + rt * 16 * (BV + 4) + (ct0 + c) * 16, out[c], BV + 4, wmma::mem_row_major);
+            __syncthreads();
+            for (int e = threadIdx.x; e < C * BV; e += THREADS)
+            {
+                const int t = e / BV, jj = e % BV;
+                if (t < len && j0 + jj < dv)
+                    o_base[(size_t)t * o_stride + j0 + jj] = from_float<T>(o_tile[t * (BV + 4) + jj]);
+            }
+            __syncthreads(); // s_tile and v_tile are rewritten by the next column step
+        }
+        return;
+    }
+
+    // ---- float32: o = qd S_c + A v, by BV value dimensions at a time; thread (ty, tx) owns tokens 4ty … +3, columns
+    // 4tx … +3.
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     for (int j0 = 0; j0 < dv; j0 += BV)
     {
         float out[4][4] = {};

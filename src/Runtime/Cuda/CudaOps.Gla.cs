@@ -65,7 +65,8 @@ public sealed partial class CudaOps
     /// BFloat16); logGates (batch, rows, kvHeads, d_k) float32 log α ≤ 0, or null for α ≡ 1 (linear attention);
     /// state (batch, kvHeads, d_k, d_v) float32, GlaState.S's layout, advanced in place; o (batch, rows, heads, d_v) of T.
     /// Three launches: each chunk's contribution (all chunks at once), the scan over the chunks' states, each chunk's
-    /// outputs (all chunks at once); all arithmetic float32, cumulative log-gates float64. d_k ≤ 256.
+    /// outputs (all chunks at once); arithmetic float32 (bf16: the output products on the tensor cores with tf32 inputs
+    /// and float32 accumulation; the state stays float32), cumulative log-gates float64. d_k ≤ 256.
     /// </summary>
     public void GlaChunkPrefill<T>(CudaDeviceVariable<T> q, CudaDeviceVariable<T> k, CudaDeviceVariable<T> v, CudaDeviceVariable<float>? logGates,
         CudaDeviceVariable<float> state, CudaDeviceVariable<T> o, int batch, int rows, int heads, int kvHeads, int headKDim, int headVDim,
