@@ -43,6 +43,7 @@ internal sealed record TimedRun(double Ms, double MixerMs, double FirstChunkMixe
 /// <param name="AllocatedBytes">Managed bytes allocated during the last timed prefill (GC.GetTotalAllocatedBytes, precise).</param>
 /// <param name="PeakHeapBytes">Highest managed heap seen during the warm-up prefill, above the heap before its session existed.</param>
 /// <param name="WarmupMs">Wall time of the untimed warm-up prefill at this length.</param>
+/// <param name="Finite">Whether the output of every timed prefill was finite (a check on the synthetic weights).</param>
 /// <param name="LoadAverage">The 1, 5 and 15 minute load averages when this length's measurements began.</param>
 internal sealed record ScalingCell(
     string Mixer, int Length, TimedRun[] Runs, int Discarded, bool AllQuiet, TimeSpan Waited,
@@ -170,15 +171,15 @@ internal sealed class ScalingBenchmark(ScalingSettings settings, TextWriter outp
                 FullCollect();
                 if (gate)
                     waited[m] += MachineLoad.WaitUntilQuiet(NoisyShare, TimeSpan.FromMilliseconds(300), TimeSpan.FromSeconds(settings.IdleWaitSeconds)).Waited;
-                long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
                 var machineBefore = MachineLoad.Read();
+                long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
                 TimeSpan cpuBefore = Environment.CpuUsage.TotalTime;
                 long before = Stopwatch.GetTimestamp();
                 long mixerTicks = model.Prefill(session, inputs, length);
                 long after = Stopwatch.GetTimestamp();
                 TimeSpan cpu = Environment.CpuUsage.TotalTime - cpuBefore;
-                var machineAfter = MachineLoad.Read();
                 allocated[m] = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+                var machineAfter = MachineLoad.Read();
                 TimeSpan wall = Stopwatch.GetElapsedTime(before, after);
                 double others = machineBefore is { } b && machineAfter is { } a ? a.OthersShareSince(b, cpu, wall) : double.NaN;
                 double TicksToMs(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;

@@ -44,7 +44,7 @@ internal static class ScalingStatistics
         return new PowerLawFit(b, error, r2);
     }
 
-    /// <summary>The upper half of the lengths (the last ⌈k/2⌉ of k, at least two), where constant costs matter least.</summary>
+    /// <summary>Where the upper half of k lengths starts (its last ⌈k/2⌉; all k when k &lt; 4), where constant costs matter least.</summary>
     public static int UpperHalfStart(int count) => count < 4 ? 0 : count / 2;
 }
 
