@@ -611,3 +611,85 @@ extern "C" __global__ void __launch_bounds__(256) gla_recurrent_decode_f32(const
         }
     }
 }
+
+// ---------------------------------------------------------------- the GLA layer around the recurrence (src/Runtime/Cuda/CudaGlaLayer.cs)
+
+// The forget gates of §4.4: z = W₂W₁x + b arrives from the GEMMs (bias not yet added); in place,
+//     log α = max(logsigmoid(z + b) / τ, clamp_min)        logsigmoid(z) = min(z, 0) − log(1 + exp(−|z|))
+// as the CPU's GlaKernels.LogSigmoidGates (which works in float64; here float32 with log1p, exact to rounding).
+// z is (rows, cols), bias (cols) or nullptr; has_clamp 0 means no lower bound. Grid-stride loop.
+extern "C" __global__ void gla_log_gates_f32(float* __restrict__ z, const float* __restrict__ bias, long long rows, int cols,
+                                             float inverse_normalizer, float clamp_min, int has_clamp)
+{
+    const long long n = rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        const float x = z[i] + (bias != nullptr ? bias[i % cols] : 0.0f);
+        float ls = (fminf(x, 0.0f) - log1pf(expf(-fabsf(x)))) * inverse_normalizer;
+        if (has_clamp && ls < clamp_min)
+            ls = clamp_min;
+        z[i] = ls;
+    }
+}
+
+// The GLA output head: per head row of o (count = rows·heads rows of dim = d_v),
+//     y = RMSNorm(o)·γ ⊙ swish(gate),   swish(g) = g·σ(g)
+// (fla's FusedRMSNormSwishGate; the CPU's GlaKernels.NormAndGate). o and gate are float32 (count, dim), γ (dim) or
+// nullptr (γ = 1), gate nullptr for no output gate; y is bf16 (count, dim), the input of W_o.
+// Grid: (count); block: a multiple of 32.
+extern "C" __global__ void gla_norm_gate_f32_bf16(const float* __restrict__ o, const float* __restrict__ gate,
+                                                  const float* __restrict__ gamma, bf16_t* __restrict__ y, int count, int dim,
+                                                  float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= count)
+        return;
+    const float* orow = o + (size_t)row * dim;
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        sum += orow[i] * orow[i];
+    sum = block_sum(sum, scratch);
+    const float inverse_rms = 1.0f / sqrtf(sum / dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    {
+        float value = orow[i] * inverse_rms * (gamma != nullptr ? gamma[i] : 1.0f);
+        if (gate != nullptr)
+        {
+            const float g = gate[(size_t)row * dim + i];
+            value *= g / (1.0f + expf(-g));
+        }
+        y[(size_t)row * dim + i] = float_to_bf16(value);
+    }
+}
+
+// fla's ShortConvolution on q, k or v: a depthwise causal convolution of `width` taps, then silu,
+//     y_t[c] = silu(bias[c] + Σ_j weight[c, j] · x_{t − (width − 1) + j}[c])
+// where rows before the call's first come from `tail` ((width − 1, channels): the previous call's last inputs, zeros
+// at the start). x (rows, channels) float32 is replaced by y; tail is advanced to this call's last width − 1 inputs.
+// weight (channels, width), bias (channels) or nullptr. One thread per channel walks the rows (width ≤ 8).
+extern "C" __global__ void gla_short_conv_silu_f32(float* __restrict__ x, float* __restrict__ tail, const float* __restrict__ weight,
+                                                   const float* __restrict__ bias, int rows, int channels, int width)
+{
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels || width < 1 || width > 8)
+        return;
+    float taps[8], window[8]; // window[j]: the input j − (width − 1) steps from the current token
+    for (int j = 0; j < width; j++)
+        taps[j] = weight[(size_t)c * width + j];
+    for (int j = 0; j < width - 1; j++)
+        window[j] = tail[(size_t)j * channels + c];
+    const float b = bias != nullptr ? bias[c] : 0.0f;
+    for (int t = 0; t < rows; t++)
+    {
+        window[width - 1] = x[(size_t)t * channels + c];
+        float acc = b;
+        for (int j = 0; j < width; j++)
+            acc += taps[j] * window[j];
+        x[(size_t)t * channels + c] = acc / (1.0f + expf(-acc));
+        for (int j = 0; j + 1 < width; j++)
+            window[j] = window[j + 1];
+    }
+    for (int j = 0; j < width - 1; j++)
+        tail[(size_t)j * channels + c] = window[j];
+}

@@ -28,12 +28,11 @@ internal static class ChatCommand
         sampling.AddTo(command);
         command.SetAction(async (result, cancellationToken) =>
         {
-            GenerateSupport.CheckDevice(result.GetValue(device)!);
             if (result.GetValue(context) is <= 0)
                 throw new HorizonException("--context must be > 0");
             string directory = GenerateSupport.ResolveModel(result.GetValue(model));
             var console = GenerateSupport.ProgressConsole(result.GetValue(noProgress));
-            using var loaded = GenerateSupport.Load(directory, console);
+            using var loaded = GenerateSupport.Load(directory, console, GenerateSupport.ParseDevice(result.GetValue(device)!));
             var defaults = sampling.Read(result, loaded.GenerationConfig, defaultMaxTokens: 256);
             using var client = loaded.AsChatClient(new HorizonChatClientOptions { Capacity = result.GetValue(context), DefaultOptions = defaults, MaxSessions = 1 });
             bool interactive = !Console.IsInputRedirected;

@@ -25,7 +25,6 @@ internal static class GenerateCommand
         sampling.AddTo(command);
         command.SetAction(async (result, cancellationToken) =>
         {
-            GenerateSupport.CheckDevice(result.GetValue(device)!);
             int chunkSize = result.GetValue(chunk);
             if (chunkSize <= 0)
                 throw new HorizonException("--prefill-chunk must be > 0");
@@ -34,7 +33,7 @@ internal static class GenerateCommand
             string directory = GenerateSupport.ResolveModel(result.GetValue(model));
             var console = GenerateSupport.ProgressConsole(result.GetValue(noProgress));
 
-            using var loaded = GenerateSupport.Load(directory, console);
+            using var loaded = GenerateSupport.Load(directory, console, GenerateSupport.ParseDevice(result.GetValue(device)!));
             var options = sampling.Read(result, loaded.GenerationConfig, defaultMaxTokens: 200);
             string text = result.GetValue(prompt)!;
             var ids = loaded.Tokenizer.Encode(text, addSpecialTokens: true);

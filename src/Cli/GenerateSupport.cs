@@ -16,11 +16,19 @@ internal static class GenerateSupport
         Description = $"Hugging Face model directory (config.json, safetensors, tokenizer); default {DefaultModel}",
     };
 
-    public static Option<string> DeviceOption() => new Option<string>("--device")
+    public static Option<string> DeviceOption(string defaultDevice = "auto") => new Option<string>("--device")
     {
-        Description = "where to run: cpu, cuda or auto (auto: the best available; today the CPU)",
-        DefaultValueFactory = _ => "auto",
+        Description = "where to run: cpu, cuda or auto (auto: CUDA when a device and the model's kernels are there, else the CPU)",
+        DefaultValueFactory = _ => defaultDevice,
     }.AcceptOnlyFromAmong("cpu", "cuda", "auto");
+
+    /// <summary>The value of <c>--device</c>.</summary>
+    public static HorizonDevice ParseDevice(string device) => device switch
+    {
+        "cpu" => HorizonDevice.Cpu,
+        "cuda" => HorizonDevice.Cuda,
+        _ => HorizonDevice.Auto,
+    };
 
     public static Option<bool> NoProgressOption() => new("--no-progress") { Description = "no progress display for loading and prefill" };
 
@@ -79,20 +87,6 @@ internal static class GenerateSupport
     }
 
     /// <summary>
-    /// Checks <c>--device</c>: the CPU backend serves <c>cpu</c> and <c>auto</c>. <c>cuda</c> is refused in one line
-    /// until generated models run on the CUDA backend (its driver binding and kernels exist; <c>horizon doctor</c>
-    /// reports them); the line says whether CUDA is usable here.
-    /// </summary>
-    public static void CheckDevice(string device)
-    {
-        if (device != "cuda")
-            return;
-        var report = Horizon.Cuda.CudaDiagnostics.Describe();
-        string here = report.Available ? $"CUDA is on here, {report.Devices.Count} device(s)" : $"CUDA is off here: {report.Reason}";
-        throw new HorizonException($"--device cuda: generated models do not run on the CUDA backend yet ({here}; see horizon doctor); use --device cpu or auto");
-    }
-
-    /// <summary>
     /// The model directory: <c>--model</c>, else <see cref="DefaultModel"/> under the current directory or under a
     /// folder above the program (so <c>dotnet run --project src/Cli</c> finds it from the repository).
     /// </summary>
@@ -125,12 +119,12 @@ internal static class GenerateSupport
     }
 
     /// <summary>Loads the model, with a spinner when there is a console for it.</summary>
-    public static HorizonModel Load(string directory, IAnsiConsole? console)
+    public static HorizonModel Load(string directory, IAnsiConsole? console, HorizonDevice device)
     {
         if (console is null)
-            return HorizonModel.Load(directory);
+            return HorizonModel.Load(directory, null, device);
         return console.Status().Spinner(Spinner.Known.Dots).Start($"Loading {Markup.Escape(directory)}", context =>
-            HorizonModel.Load(directory, new Reporter<string>(step => context.Status($"Loading {Markup.Escape(directory)}: {step}"))));
+            HorizonModel.Load(directory, new Reporter<string>(step => context.Status($"Loading {Markup.Escape(directory)}: {step}")), device));
     }
 
     /// <summary>

@@ -49,9 +49,10 @@ public static class Program
         {
             Description = "two-level (Block Transformer) models: pad tokens before the first block (default: block length - 1, so every token after the first is predicted)",
         };
+        var device = GenerateSupport.DeviceOption("cpu");
         var command = new Command("score", "Per-token log-probabilities and perplexity of a token sequence, as one JSON object.")
         {
-            model, tokens, tokensFile, firstBlockPadding,
+            model, tokens, tokensFile, firstBlockPadding, device,
         };
         command.SetAction(result =>
         {
@@ -62,7 +63,7 @@ public static class Program
             string text = inline ?? ReadTokensFile(file!);
             var ids = TokenIds.Parse(text, inline is null ? file! : "--tokens");
 
-            using var loaded = ModelRegistry.Load(result.GetValue(model)!);
+            using var loaded = ModelRegistry.Load(result.GetValue(model)!, GenerateSupport.ParseDevice(result.GetValue(device)!));
             int? padding = result.GetValue(firstBlockPadding);
             if (padding is not null && loaded.CreateState(1) is not IBlockModelState)
                 throw new HorizonException($"--first-block-padding applies to two-level models only; {loaded.Info.Architecture} has no blocks");

@@ -33,8 +33,8 @@ public class ChatCliTests
     [Test]
     public void Chat_reports_bad_input_in_one_line()
     {
-        var (code, _, stderr) = GenerationCliTests.Run("", "chat", "--model", GenerationTestModel.Directory, "--device", "cuda");
-        GenerationCliTests.AssertOneLineError(code, stderr, "--device cuda");
+        var (code, _, stderr) = GenerationCliTests.Run("", "chat", "--model", Path.Combine(Path.GetTempPath(), "no-such-model-" + Guid.NewGuid()), "--device", "cuda");
+        GenerationCliTests.AssertOneLineError(code, stderr, "no-such-model");
         (code, _, stderr) = GenerationCliTests.Run("", "chat", "--model", Path.Combine(Path.GetTempPath(), "no-such-model-" + Guid.NewGuid()));
         GenerationCliTests.AssertOneLineError(code, stderr, "no-such-model");
     }

@@ -162,6 +162,8 @@ namespace Horizon.Generators.Emitter
             writer.Line($"global::Horizon.Ops.Gla.Forward({input}, {count}, {weights}, {context.Field("Options")}, {state}, {output});");
 
         public override string CreateState(NodeContext context, string capacity) => $"new global::Horizon.Ops.GlaState({context.Field("Options")})";
+
+        public override string? CudaNode(NodeContext context, string weights) => $"builder.Gla({weights}, {context.Field("Options")})";
     }
 
     internal sealed class LinearAttentionEmitter : NodeEmitter

@@ -169,7 +169,7 @@ namespace Horizon.Generators.Emitter
             _w.Line($"namespace {Spec.Namespace};");
             _w.Line();
             _w.Line($"/// <summary>Generated from {Naming.XmlText(Spec.FileName)} (architectures: {Naming.XmlText(string.Join(", ", Spec.Architectures))}).</summary>");
-            _w.Open($"public sealed partial class {ClassName} : global::Horizon.ICausalLanguageModel");
+            _w.Open($"public sealed partial class {ClassName} : global::Horizon.ICausalLanguageModel, global::Horizon.Cuda.ICudaCapableModel");
             EmitArchitectures();
             EmitDimensions();
             foreach (var group in _groups)
@@ -183,6 +183,7 @@ namespace Horizon.Generators.Emitter
             EmitLoad();
             EmitCreateState();
             EmitForward();
+            EmitToCuda();
             EmitInterfaceMembers();
             EmitDispose();
             _w.Close();
@@ -800,6 +801,74 @@ namespace Horizon.Generators.Emitter
                 _w.Line("global::System.Buffers.ArrayPool<float>.Shared.Return(parallelBuffer);");
             _w.Close();
             _w.Line("state.Advance(count);");
+            _w.Close();
+            _w.Line();
+        }
+
+        /// <summary>
+        /// <c>ToCuda</c>: the same layers on a CUDA device, built by the runtime's <c>CudaModelBuilder</c> from this
+        /// model's typed weights (uploaded as bf16), and <c>CudaUnsupportedReason</c>, null when every node kind of the
+        /// spec has CUDA kernels, else the first that has none (ToCuda then throws it in one line).
+        /// </summary>
+        private void EmitToCuda()
+        {
+            string? missing = null;
+            foreach (var group in _groups)
+            {
+                foreach (var node in group.Nodes)
+                {
+                    if (missing is null && node.Emitter.CudaNode(node.Context, "weights." + node.Spec.PropertyName) is null)
+                        missing = $"{ClassName}: {node.Context.Description} has no CUDA kernels yet (CUDA runs rms_norm, attention, swiglu_mlp and gla); run this model on the CPU";
+                }
+            }
+            string? finalNorm = _finalNorm.Emitter.CudaNode(_finalNorm.Context, Spec.FinalNorm.PropertyName);
+            if (missing is null && finalNorm is null)
+                missing = $"{ClassName}: {_finalNorm.Context.Description} has no CUDA kernels yet; run this model on the CPU";
+            _w.Line("/// <summary>Null when this model runs on CUDA (<see cref=\"ToCuda\"/>), else why not, in one line.</summary>");
+            _w.Line($"public string? CudaUnsupportedReason => {(missing is null ? "null" : Naming.StringLiteral(missing))};");
+            _w.Line();
+            _w.Line("/// <summary>");
+            _w.Line("/// This model on a CUDA device: every weight uploaded once as bf16 (into one device arena), the residual stream");
+            _w.Line("/// float32, GEMMs on cuBLAS with float32 accumulation, the mixers on Horizon's kernels. The returned model is");
+            _w.Line("/// independent of this one (dispose both).");
+            _w.Line("/// </summary>");
+            _w.Line("/// <exception cref=\"global::Horizon.HorizonException\">A node kind of the spec has no CUDA kernels (<see cref=\"CudaUnsupportedReason\"/>).</exception>");
+            _w.Open("public global::Horizon.ICausalLanguageModel ToCuda(global::Horizon.Cuda.CudaBackend backend)");
+            _w.Line("global::System.ArgumentNullException.ThrowIfNull(backend);");
+            _w.Line("global::System.ObjectDisposedException.ThrowIf(_disposed, this);");
+            if (missing is not null)
+            {
+                _w.Line("throw new global::Horizon.HorizonException(CudaUnsupportedReason!);");
+                _w.Close();
+                _w.Line();
+                return;
+            }
+            var embedding = Spec.Embedding;
+            _w.Line($"var builder = new global::Horizon.Cuda.CudaModelBuilder(backend, Info, {InstanceInt(embedding.Vocab)}, {InstanceInt(embedding.Dim)});");
+            _w.Open("try");
+            _w.Line($"builder.Embedding({embedding.PropertyName});");
+            foreach (var group in _groups)
+            {
+                _w.Open($"for (int index = 0; index < {group.Spec.PropertyName}.Length; index++)");
+                _w.Line($"{group.WeightsType} weights = {group.Spec.PropertyName}[index];");
+                var flag = group.Spec.ParallelResidual;
+                var nodes = group.Nodes;
+                _w.Line("builder.AddLayer(");
+                _w.Indent();
+                for (int i = 0; i < 4; i++)
+                    _w.Line(nodes[i].Emitter.CudaNode(nodes[i].Context, "weights." + nodes[i].Spec.PropertyName) + ",");
+                _w.Line($"parallelResidual: {InstanceFlag(flag)});");
+                _w.Outdent();
+                _w.Close();
+            }
+            _w.Line($"builder.FinalNorm({finalNorm});");
+            _w.Line($"builder.LmHead({Spec.LmHead.PropertyName});");
+            _w.Line("return builder.Build();");
+            _w.Close();
+            _w.Open("catch");
+            _w.Line("builder.Dispose();");
+            _w.Line("throw;");
+            _w.Close();
             _w.Close();
             _w.Line();
         }

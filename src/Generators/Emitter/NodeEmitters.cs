@@ -150,6 +150,12 @@ namespace Horizon.Generators.Emitter
         /// <summary>The <c>Forward</c> statement: reads <paramref name="input"/> (rows × width) and writes <paramref name="output"/>.</summary>
         public abstract void EmitForward(CodeWriter writer, NodeContext context, string input, string output, string weights, string? state, string count);
 
+        /// <summary>
+        /// The expression that builds the node's CUDA layer with the runtime's <c>CudaModelBuilder</c> (a local named
+        /// <c>builder</c>) from <paramref name="weights"/>, or null when the kind has no CUDA kernels yet.
+        /// </summary>
+        public virtual string? CudaNode(NodeContext context, string weights) => null;
+
         /// <summary>The expression that creates the node's state for a session of <paramref name="capacity"/> tokens.</summary>
         public virtual string CreateState(NodeContext context, string capacity) =>
             throw new InvalidOperationException($"node kind '{context.Node.Kind}' keeps no state");
@@ -177,6 +183,8 @@ namespace Horizon.Generators.Emitter
 
         public override void EmitForward(CodeWriter writer, NodeContext context, string input, string output, string weights, string? state, string count) =>
             writer.Line($"global::Horizon.Ops.RmsNorm.Forward({input}, {count}, {weights}, {context.InstanceFloat(_node.Eps)}, {output});");
+
+        public override string? CudaNode(NodeContext context, string weights) => $"builder.RmsNorm({weights}, {context.InstanceFloat(_node.Eps)})";
     }
 
     internal sealed class AttentionEmitter : NodeEmitter
@@ -256,6 +264,8 @@ namespace Horizon.Generators.Emitter
             string options = context.Field("Options");
             return $"new global::Horizon.Ops.KvCache({capacity}, {options}.KvHeads, {options}.HeadDim)";
         }
+
+        public override string? CudaNode(NodeContext context, string weights) => $"builder.Attention({weights}, {context.Field("Options")})";
     }
 
     internal sealed class SwiGluMlpEmitter : NodeEmitter
@@ -293,5 +303,7 @@ namespace Horizon.Generators.Emitter
 
         public override void EmitForward(CodeWriter writer, NodeContext context, string input, string output, string weights, string? state, string count) =>
             writer.Line($"global::Horizon.Ops.SwiGluMlp.Forward({input}, {count}, {weights}, {output});");
+
+        public override string? CudaNode(NodeContext context, string weights) => $"builder.SwiGluMlp({weights})";
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Horizon.Cuda;
 
@@ -16,7 +17,7 @@ namespace Horizon.Cuda;
 public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanaged
 {
     private readonly CudaContext _context;
-    private readonly CudaMemoryHandle _handle;
+    private readonly SafeHandle _handle;
 
     internal CudaDeviceVariable(CudaContext context, long count)
     {
@@ -34,6 +35,35 @@ public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanag
         }
         _handle = new CudaMemoryHandle(context.Handle, pointer);
     }
+
+    /// <summary>A view: <paramref name="count"/> elements at <paramref name="pointer"/> inside memory that <paramref name="owner"/> holds.</summary>
+    private CudaDeviceVariable(CudaContext context, SafeHandle owner, ulong pointer, long count)
+    {
+        _context = context;
+        Size = count;
+        SizeInBytes = checked(count * sizeof(T));
+        _handle = new CudaMemoryViewHandle(owner, pointer);
+    }
+
+    /// <summary>
+    /// A variable of <paramref name="count"/> elements of <typeparamref name="TView"/> starting
+    /// <paramref name="byteOffset"/> bytes into this one, sharing its memory (nothing is allocated or copied). The view
+    /// keeps this variable's memory alive; disposing the view frees nothing. What <see cref="CudaArena"/> hands out.
+    /// </summary>
+    public CudaDeviceVariable<TView> View<TView>(long byteOffset, long count) where TView : unmanaged
+    {
+        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(byteOffset);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (byteOffset % sizeof(TView) != 0)
+            throw new ArgumentException($"View: byte offset {byteOffset} is not a multiple of {typeof(TView).Name}'s {sizeof(TView)} bytes", nameof(byteOffset));
+        if (byteOffset + count * sizeof(TView) > SizeInBytes)
+            throw new ArgumentOutOfRangeException(nameof(count), $"View: bytes [{byteOffset}, {byteOffset + count * sizeof(TView)}) are outside the variable's {SizeInBytes}");
+        return CudaDeviceVariable<TView>.CreateView(_context, _handle, DevicePointer + (ulong)byteOffset, count);
+    }
+
+    internal static CudaDeviceVariable<T> CreateView(CudaContext context, SafeHandle owner, ulong pointer, long count) =>
+        new(context, owner, pointer, count);
 
     /// <summary>Number of elements.</summary>
     public long Size { get; }

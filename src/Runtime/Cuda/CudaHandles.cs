@@ -76,3 +76,29 @@ internal sealed class CudaModuleHandle(CudaContextHandle context, nint module) :
 {
     protected override bool Free(nint value) => CudaDriver.cuModuleUnload(value) == 0;
 }
+
+/// <summary>
+/// The handle of a view into device memory another handle owns (<see cref="CudaDeviceVariable{T}.View{TView}"/>):
+/// holds a reference on the owner, so the memory lives as long as any view, and frees nothing itself.
+/// </summary>
+internal sealed class CudaMemoryViewHandle : SafeHandle
+{
+    private readonly SafeHandle _owner;
+
+    public CudaMemoryViewHandle(SafeHandle owner, ulong pointer) : base(-1, ownsHandle: true)
+    {
+        bool added = false;
+        owner.DangerousAddRef(ref added);
+        _owner = owner;
+        SetHandle((nint)pointer);
+    }
+
+    // Never invalid (an empty view may sit at address 0): the owner's reference is always given back.
+    public override bool IsInvalid => false;
+
+    protected override bool ReleaseHandle()
+    {
+        _owner.DangerousRelease();
+        return true;
+    }
+}

@@ -33,6 +33,9 @@ public sealed class HorizonModel : IDisposable
 
     public string Directory { get; }
     public ICausalLanguageModel Model { get; }
+
+    /// <summary>Where the model runs: <see cref="HorizonDevice.Cuda"/> or <see cref="HorizonDevice.Cpu"/>.</summary>
+    public HorizonDevice Device => Model is Cuda.CudaCausalLanguageModel ? HorizonDevice.Cuda : HorizonDevice.Cpu;
     public HorizonTokenizer Tokenizer { get; }
     public GenerationConfig GenerationConfig { get; }
 
@@ -46,11 +49,12 @@ public sealed class HorizonModel : IDisposable
     /// <summary>Loads model, tokenizer and generation config from <paramref name="directory"/>.</summary>
     /// <param name="directory">The model directory.</param>
     /// <param name="progress">Told each step (model, tokenizer) as it starts.</param>
-    public static HorizonModel Load(string directory, IProgress<string>? progress = null)
+    /// <param name="device">Where the model runs (<see cref="ModelRegistry.Load(string, HorizonDevice)"/>).</param>
+    public static HorizonModel Load(string directory, IProgress<string>? progress = null, HorizonDevice device = HorizonDevice.Cpu)
     {
         ArgumentNullException.ThrowIfNull(directory);
-        progress?.Report("model");
-        var model = ModelRegistry.Load(directory);
+        progress?.Report(device == HorizonDevice.Cpu ? "model" : "model (uploading to the device)");
+        var model = ModelRegistry.Load(directory, device);
         try
         {
             progress?.Report("tokenizer");

@@ -36,4 +36,62 @@ public static class ModelRegistry
             throw;
         }
     }
+
+    /// <summary>
+    /// Loads a model directory onto <paramref name="device"/>: <see cref="HorizonDevice.Cpu"/> as <see cref="Load(string)"/>;
+    /// <see cref="HorizonDevice.Cuda"/> uploads the generated model to the first CUDA device (bf16 weights) and frees
+    /// the host copy, or says in one line why it cannot (no driver, no device, a node kind without CUDA kernels);
+    /// <see cref="HorizonDevice.Auto"/> takes CUDA when that works and the CPU otherwise.
+    /// </summary>
+    public static ICausalLanguageModel Load(string directory, HorizonDevice device)
+    {
+        var model = Load(directory);
+        if (device == HorizonDevice.Cpu)
+            return model;
+        try
+        {
+            string? reason = model is Cuda.ICudaCapableModel capable
+                ? capable.CudaUnsupportedReason
+                : $"{model.Info.Architecture}: a two-level model has no CUDA path yet; run it on the CPU";
+            if (reason is null && device == HorizonDevice.Auto && !Cuda.CudaDiagnostics.Describe().Available)
+                return model;
+            if (reason is not null)
+            {
+                if (device == HorizonDevice.Auto)
+                    return model;
+                throw new HorizonException(reason);
+            }
+            var backend = Cuda.CudaBackend.Create();
+            try
+            {
+                var onDevice = (Cuda.CudaCausalLanguageModel)((Cuda.ICudaCapableModel)model).ToCuda(backend);
+                onDevice.OwnBackend(backend);
+                model.Dispose();
+                return onDevice;
+            }
+            catch
+            {
+                backend.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>Where a model runs.</summary>
+public enum HorizonDevice
+{
+    /// <summary>The CPU backend (System.Numerics.Tensors), float32.</summary>
+    Cpu,
+
+    /// <summary>The first CUDA device: bf16 weights, float32 residual stream, Horizon's kernels and cuBLAS.</summary>
+    Cuda,
+
+    /// <summary>CUDA when the driver, a device and the model's kernels are there; else the CPU.</summary>
+    Auto,
 }
