@@ -13,7 +13,36 @@ internal static class BenchCommand
     {
         var bench = new Command("bench", "Benchmarks that measure and print figures.");
         bench.Subcommands.Add(ScalingCommand());
+        bench.Subcommands.Add(CudaCommand());
         return bench;
+    }
+
+    private static Command CudaCommand()
+    {
+        var only = new Option<string>("--only")
+        {
+            Description = "parts to measure, comma-separated: prefill, decode, gla (default: all; the device copy is always measured)",
+            DefaultValueFactory = _ => "all",
+        };
+        var repeats = new Option<int>("--repeats") { Description = "timed launches per case (the figure is their median)", DefaultValueFactory = _ => 20 };
+        var warmup = new Option<int>("--warmup") { Description = "untimed launches before the timed ones, per case", DefaultValueFactory = _ => 3 };
+        var output = new Option<string?>("--out") { Description = "also write the rows, tab-separated, to this file (input of bench/cuda/torch_anchor.py and join.py)" };
+        var markdown = new Option<bool>("--markdown") { Description = "print the tables as Markdown" };
+        var command = new Command("cuda", "Horizon's CUDA kernels on issue 4's matrix: causal attention prefill (TFLOP/s), decode (GB/s and share of the device copy measured in the same run), GLA chunked prefill against flash attention at the same width (tokens/s).")
+        {
+            only, repeats, warmup, output, markdown,
+        };
+        command.SetAction(result =>
+        {
+            var settings = new CudaBenchSettings(
+                CudaBenchMatrix.ParseParts(result.GetValue(only)!),
+                result.GetValue(warmup) is >= 0 and var w ? w : throw new HorizonException("--warmup must not be negative"),
+                Positive(result.GetValue(repeats), "--repeats"),
+                result.GetValue(markdown),
+                result.GetValue(output) is { Length: > 0 } path ? path : null);
+            return new CudaBenchmark(settings, Console.Out, Console.Error).Run();
+        });
+        return command;
     }
 
     private static Command ScalingCommand()
