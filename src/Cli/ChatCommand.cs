@@ -74,7 +74,7 @@ internal static class ChatCommand
                 }
                 Console.Out.WriteLine();
                 if (result.GetValue(stats) && final is not null)
-                    Console.Error.WriteLine(GenerateSupport.Stats(final.Usage!, final.FinishReason!.Value));
+                    Console.Error.WriteLine(GenerateSupport.Stats(final.Usage!, final.FinishReason!.Value, GenerateSupport.DeviceName(loaded)));
             }
             return 0;
         });

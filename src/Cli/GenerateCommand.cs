@@ -54,7 +54,7 @@ internal static class GenerateCommand
                 if (update.IsFinal)
                 {
                     Console.Out.WriteLine();
-                    Console.Error.WriteLine(GenerateSupport.Stats(update.Usage!, update.FinishReason!.Value));
+                    Console.Error.WriteLine(GenerateSupport.Stats(update.Usage!, update.FinishReason!.Value, GenerateSupport.DeviceName(loaded)));
                     break;
                 }
                 has = await updates.MoveNextAsync();

@@ -148,15 +148,20 @@ internal static class GenerateSupport
             });
     }
 
+    /// <summary>Where a loaded model runs, for the stats line: "cpu", or "cuda (device name)".</summary>
+    public static string DeviceName(HorizonModel model) =>
+        model.Model is Horizon.Cuda.CudaCausalLanguageModel cuda ? $"cuda ({cuda.Backend.Context.DeviceName})" : "cpu";
+
     /// <summary>One line of speeds: prefill and decode tokens per second.</summary>
-    public static string Stats(GenerationUsage usage, FinishReason finish)
+    public static string Stats(GenerationUsage usage, FinishReason finish, string? device = null)
     {
         var c = CultureInfo.InvariantCulture;
         string cached = usage.CachedTokens > 0 ? string.Create(c, $" (+{usage.CachedTokens} cached)") : "";
+        string where = device is null ? "" : $" | device: {device}";
         return string.Create(c,
             $"prefill: {usage.PromptTokens} tokens{cached} in {usage.PrefillTime.TotalSeconds:F2} s, {usage.PrefillTokensPerSecond:F1} tok/s | " +
             $"decode: {usage.GeneratedTokens} tokens in {usage.DecodeTime.TotalSeconds:F2} s, {usage.DecodeTokensPerSecond:F1} tok/s | " +
-            $"finish: {FinishName(finish)} | seed: {usage.Seed}");
+            $"finish: {FinishName(finish)} | seed: {usage.Seed}{where}");
     }
 
     public static string FinishName(FinishReason finish) => finish switch

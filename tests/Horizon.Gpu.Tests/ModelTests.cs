@@ -194,6 +194,84 @@ public class ModelTests
         Assert.That(after, Is.EqualTo(before));
     }
 
+    /// <summary>
+    /// Residual-stream hooks on CUDA see what the CPU's see (recorded rows within bf16's error of the CPU's, relative to
+    /// the row's size), and steering there moves the logits as it does on the CPU: logits(h + λv) − logits(h) agree.
+    /// </summary>
+    [Test]
+    public void Residual_hooks_record_and_steer_on_cuda_as_on_the_cpu()
+    {
+        var (tokens, _) = Reference("models/horizon-kjv");
+        string directory = Repository.Path("models/horizon-kjv");
+        using var cuda = ModelRegistry.Load(directory, HorizonDevice.Cuda);
+        using var cpu = ModelRegistry.Load(directory, HorizonDevice.Cpu);
+        int vocab = cuda.VocabSize, n = 40, layer = 3;
+        var prompt = tokens.AsSpan(0, n).ToArray();
+
+        float[] Run(ICausalLanguageModel model, Horizon.Generation.IResidualHook? hook)
+        {
+            var state = (Horizon.Generation.ISteerableModelState)model.CreateState(n);
+            state.ResidualHook = hook;
+            var logits = new float[n * vocab];
+            model.Forward(prompt, state, logits);
+            (state as IDisposable)?.Dispose();
+            return logits;
+        }
+
+        var onCuda = new Horizon.Generation.ActivationRecorder([layer]);
+        var onCpu = new Horizon.Generation.ActivationRecorder([layer]);
+        Run(cuda, onCuda);
+        Run(cpu, onCpu);
+        double worst = 0;
+        for (int position = 0; position < n; position++)
+        {
+            var a = onCuda.Row(layer, position);
+            var b = onCpu.Row(layer, position);
+            double norm = Math.Sqrt(b.Sum(x => (double)x * x));
+            double difference = Math.Sqrt(a.Zip(b, (x, y) => (double)(x - y) * (x - y)).Sum());
+            worst = Math.Max(worst, difference / norm);
+        }
+
+        var direction = onCpu.Row(layer, n - 1).Select(x => x / 10f).ToArray();
+        var steer = new Dictionary<int, float[]> { [layer] = direction };
+        double Shift(ICausalLanguageModel model)
+        {
+            var plain = Run(model, null);
+            var steered = Run(model, new Horizon.Generation.SteeringHook(steer, 4f));
+            return steered.AsSpan((n - 1) * vocab, vocab).ToArray().Zip(plain.AsSpan((n - 1) * vocab, vocab).ToArray(), (x, y) => (double)x - y).Sum() / vocab;
+        }
+        double cudaShift = Shift(cuda), cpuShift = Shift(cpu);
+        Log.Write($"hooks on Cuda: recorded layer-{layer} rows within {worst:E2} (relative L2) of the CPU's; steering shifts the mean last logit by {cudaShift:F4} on Cuda, {cpuShift:F4} on the CPU");
+        Assert.That(worst, Is.LessThanOrEqualTo(2e-2));
+        Assert.That(Math.Abs(cudaShift - cpuShift), Is.LessThanOrEqualTo(2e-2 * Math.Max(1, Math.Abs(cpuShift))));
+        Assert.That(Math.Abs(cpuShift), Is.GreaterThan(1e-3), "the steering vector must move the logits for the comparison to mean anything");
+    }
+
+    /// <summary>The README's main job on CUDA: <c>horizon generate --device cuda</c> on the default model streams text and its speeds.</summary>
+    [Test]
+    public void Horizon_generate_runs_the_default_model_on_cuda()
+    {
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(stdout);
+        Console.SetError(stderr);
+        int code;
+        try
+        {
+            code = Horizon.Cli.Program.Main(["generate", "And God said", "-m", Repository.Path("models/horizon-kjv"), "--device", "cuda",
+                "--max-tokens", "200", "--greedy", "--no-progress"]);
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+        Log.Write($"horizon generate --device cuda: {stdout.ToString().ReplaceLineEndings(" ").Trim()[..Math.Min(160, stdout.ToString().Trim().Length)]} | {stderr.ToString().ReplaceLineEndings(" | ").Trim()}");
+        Assert.That(code, Is.Zero, stderr.ToString());
+        Assert.That(stdout.ToString().Length, Is.GreaterThan(200));
+        Assert.That(stderr.ToString(), Does.Contain("tok/s"));
+    }
+
     [Test]
     public void Node_kinds_without_cuda_kernels_are_refused_in_one_line()
     {

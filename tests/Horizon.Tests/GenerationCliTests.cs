@@ -47,7 +47,7 @@ public class GenerationCliTests
         Assert.That(stdout.Length, Is.GreaterThan("In the beginning".Length));
         var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.That(lines, Has.Length.EqualTo(1), stderr);
-        Assert.That(lines[0], Does.Match(@"^prefill: \d+ tokens in [\d.]+ s, [\d.]+ tok/s \| decode: \d+ tokens in [\d.]+ s, [\d.]+ tok/s \| finish: \w+.* \| seed: 3$"));
+        Assert.That(lines[0], Does.Match(@"^prefill: \d+ tokens in [\d.]+ s, [\d.]+ tok/s \| decode: \d+ tokens in [\d.]+ s, [\d.]+ tok/s \| finish: \w+.* \| seed: 3 \| device: cpu$"));
     }
 
     [Test]
