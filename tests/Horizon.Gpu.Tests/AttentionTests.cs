@@ -9,14 +9,67 @@ namespace Horizon.Gpu.Tests;
 /// bf16 inputs, the kernel's max error against a float32 reference must be at most twice that of a naive attention
 /// computed in the same precision on the GPU (attention_naive_bf16: scores and probabilities rounded to bf16). The
 /// float32 reference is the CPU backend's <see cref="CpuKernels.CausalAttention"/> on the bf16 inputs widened.
-/// Lengths are not multiples of the 64-row tiles; GQA and MQA groups, chunked prefill (queries after a cached
-/// prefix) and head dims 64 and 128 are covered.
+/// Lengths are not multiples of the 128-row query tiles or 64-key tiles; GQA and MQA groups, chunked prefill (queries
+/// after a cached prefix) and head dims 64 and 128 are covered. The fp16 kernels are held to the same rule against
+/// the fp16 naive kernel (attention_naive_f16), on inputs rounded to fp16.
 /// </summary>
 [Category("Gpu")]
 public class AttentionTests
 {
     private static CudaContext Context => Gpu.Context;
     private static CudaOps Ops => Gpu.Ops;
+
+    private static Half[] ToHalf(ReadOnlySpan<float> values)
+    {
+        var result = new Half[values.Length];
+        for (int i = 0; i < values.Length; i++)
+            result[i] = (Half)values[i]; // round to nearest even, as torch's .to(torch.float16)
+        return result;
+    }
+
+    private static float[] HalfToFloat(ReadOnlySpan<Half> values)
+    {
+        var result = new float[values.Length];
+        for (int i = 0; i < values.Length; i++)
+            result[i] = (float)values[i];
+        return result;
+    }
+
+    /// <summary>Inputs as the kernels see them: rounded to bf16, or to fp16 for the fp16 kernels.</summary>
+    private static float[] Round(float[] values, bool half) => half ? HalfToFloat(ToHalf(values)) : Data.RoundToBf16(values);
+
+    /// <summary>Runs <paramref name="flash"/> and <paramref name="naive"/> on device copies of q, k, v (bf16 or fp16) and returns both outputs as floats (poisoned with NaN before).</summary>
+    private static (float[] Flash, float[] Naive) RunBoth(bool half, float[] q, float[] k, float[] v, int outputLength,
+        Action<CudaDeviceVariable<BFloat16>, CudaDeviceVariable<BFloat16>, CudaDeviceVariable<BFloat16>, CudaDeviceVariable<BFloat16>, CudaDeviceVariable<BFloat16>> bf16,
+        Action<CudaDeviceVariable<Half>, CudaDeviceVariable<Half>, CudaDeviceVariable<Half>, CudaDeviceVariable<Half>, CudaDeviceVariable<Half>> f16)
+    {
+        if (half)
+        {
+            using var dq = Context.Upload<Half>(ToHalf(q));
+            using var dk = Context.Upload<Half>(ToHalf(k));
+            using var dv = Context.Upload<Half>(ToHalf(v));
+            using var dFlash = Context.Allocate<Half>(outputLength);
+            using var dNaive = Context.Allocate<Half>(outputLength);
+            dFlash.Fill(0xFF); // NaN: an element the kernel does not write fails AssertAllFinite
+            dNaive.Fill(0xFF);
+            f16(dq, dk, dv, dFlash, dNaive);
+            Context.Synchronize();
+            return (HalfToFloat(dFlash.ToArray()), HalfToFloat(dNaive.ToArray()));
+        }
+        else
+        {
+            using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
+            using var dk = Context.Upload<BFloat16>(Data.ToBf16(k));
+            using var dv = Context.Upload<BFloat16>(Data.ToBf16(v));
+            using var dFlash = Context.Allocate<BFloat16>(outputLength);
+            using var dNaive = Context.Allocate<BFloat16>(outputLength);
+            dFlash.Fill(0xFF);
+            dNaive.Fill(0xFF);
+            bf16(dq, dk, dv, dFlash, dNaive);
+            Context.Synchronize();
+            return (Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()));
+        }
+    }
 
     /// <summary>Float32 reference: the CPU backend, batch by batch. q (batch, queries, heads, d), k/v (batch, keys, kvHeads, d).</summary>
     private static float[] CpuAttention(float[] q, float[] k, float[] v, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart)
@@ -58,27 +111,34 @@ public class AttentionTests
     }
 
     [TestCaseSource(nameof(PrefillCases))]
-    public void Prefill_meets_the_flash_attention_rule(int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart)
+    public void Prefill_meets_the_flash_attention_rule(int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart) =>
+        PrefillCase(false, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+
+    [TestCaseSource(nameof(PrefillCases))]
+    public void Prefill_f16_meets_the_flash_attention_rule(int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart) =>
+        PrefillCase(true, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+
+    private static void PrefillCase(bool half, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart)
     {
         var random = new Random(batch * 1000 + queries * 7 + keyCount + heads + headDim);
-        float[] q = Data.RoundToBf16(Data.Normal(random, batch * queries * heads * headDim));
-        float[] k = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
-        float[] v = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
+        float[] q = Round(Data.Normal(random, batch * queries * heads * headDim), half);
+        float[] k = Round(Data.Normal(random, batch * keyCount * kvHeads * headDim), half);
+        float[] v = Round(Data.Normal(random, batch * keyCount * kvHeads * headDim), half);
         float[] reference = CpuAttention(q, k, v, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
 
-        using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
-        using var dk = Context.Upload<BFloat16>(Data.ToBf16(k));
-        using var dv = Context.Upload<BFloat16>(Data.ToBf16(v));
-        using var dFlash = Context.Allocate<BFloat16>(q.Length);
-        using var dNaive = Context.Allocate<BFloat16>(q.Length);
-        dFlash.Fill(0xFF); // NaN: an element the kernel does not write fails AssertAllFinite
-        dNaive.Fill(0xFF);
-        Ops.AttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
-        Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
-        Context.Synchronize();
-
-        AssertFlashRule($"attention_prefill b={batch} n={queries} keys={keyCount} h={heads}/{kvHeads} d={headDim} start={queryStart}",
-            Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
+        var (flash, naive) = RunBoth(half, q, k, v, q.Length,
+            (dq, dk, dv, dFlash, dNaive) =>
+            {
+                Ops.AttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+                Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+            },
+            (dq, dk, dv, dFlash, dNaive) =>
+            {
+                Ops.AttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+                Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
+            });
+        AssertFlashRule($"attention_prefill {(half ? "f16" : "bf16")} b={batch} n={queries} keys={keyCount} h={heads}/{kvHeads} d={headDim} start={queryStart}",
+            flash, naive, reference);
     }
 
     [Test]
@@ -118,13 +178,29 @@ public class AttentionTests
     }
 
     [TestCaseSource(nameof(DecodeCases))]
-    public void Decode_meets_the_flash_attention_rule(int batch, int heads, int kvHeads, int headDim, int keyCount, int splits)
+    public void Decode_meets_the_flash_attention_rule(int batch, int heads, int kvHeads, int headDim, int keyCount, int splits) =>
+        DecodeCase(false, batch, heads, kvHeads, headDim, keyCount, splits);
+
+    public static IEnumerable<TestCaseData> DecodeF16Cases()
+    {
+        // batch, heads, kvHeads, headDim, keyCount, splits (0: the automatic plan)
+        yield return new TestCaseData(2, 8, 2, 128, 77, 5).SetName("decode f16 d128 GQA 77 keys in 5 splits");
+        yield return new TestCaseData(1, 12, 1, 64, 1000, 0).SetName("decode f16 d64 MQA 12 heads 1000 keys");
+        yield return new TestCaseData(1, 40, 2, 128, 999, 3).SetName("decode f16 d128 group 20 999 keys in 3 splits");
+        yield return new TestCaseData(1, 32, 8, 128, 20_011, 0).SetName("decode f16 d128 GQA 32/8 20011 keys");
+    }
+
+    [TestCaseSource(nameof(DecodeF16Cases))]
+    public void Decode_f16_meets_the_flash_attention_rule(int batch, int heads, int kvHeads, int headDim, int keyCount, int splits) =>
+        DecodeCase(true, batch, heads, kvHeads, headDim, keyCount, splits);
+
+    private static void DecodeCase(bool half, int batch, int heads, int kvHeads, int headDim, int keyCount, int splits)
     {
         int capacity = keyCount + 13; // the cache is longer than what is valid
         var random = new Random(batch * 100 + heads * 10 + headDim + keyCount);
-        float[] q = Data.RoundToBf16(Data.Normal(random, batch * heads * headDim));
-        float[] kCache = Data.RoundToBf16(Data.Normal(random, batch * capacity * kvHeads * headDim));
-        float[] vCache = Data.RoundToBf16(Data.Normal(random, batch * capacity * kvHeads * headDim));
+        float[] q = Round(Data.Normal(random, batch * heads * headDim), half);
+        float[] kCache = Round(Data.Normal(random, batch * capacity * kvHeads * headDim), half);
+        float[] vCache = Round(Data.Normal(random, batch * capacity * kvHeads * headDim), half);
         // The valid prefix of each batch's cache, contiguous: what the reference and the naive kernel read.
         int valid = keyCount * kvHeads * headDim, stride = capacity * kvHeads * headDim;
         float[] k = new float[batch * valid], v = new float[batch * valid];
@@ -136,23 +212,29 @@ public class AttentionTests
         float[] reference = CpuAttention(q, k, v, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
 
         var plan = Ops.PlanAttentionDecode(batch, heads, kvHeads, headDim, keyCount, splits);
-        using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
-        using var dkCache = Context.Upload<BFloat16>(Data.ToBf16(kCache));
-        using var dvCache = Context.Upload<BFloat16>(Data.ToBf16(vCache));
-        using var dk = Context.Upload<BFloat16>(Data.ToBf16(k));
-        using var dv = Context.Upload<BFloat16>(Data.ToBf16(v));
         using var workspace = Context.Allocate<float>(plan.WorkspaceFloats);
-        using var dFlash = Context.Allocate<BFloat16>(q.Length);
-        using var dNaive = Context.Allocate<BFloat16>(q.Length);
-        dFlash.Fill(0xFF);
-        dNaive.Fill(0xFF);
         workspace.Fill(0xFF);
-        Ops.AttentionDecode(dq, dkCache, dvCache, dFlash, batch, heads, kvHeads, headDim, keyCount, capacity, workspace, splits: splits);
-        Ops.AttentionNaive(dq, dk, dv, dNaive, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
-        Context.Synchronize();
-
-        AssertFlashRule($"attention_decode b={batch} h={heads}/{kvHeads} d={headDim} keys={keyCount} splits={plan.Splits}x{plan.KeysPerSplit}",
-            Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
+        // The flash kernel reads the whole cache (capacity rows), the naive one the valid prefix: both as the "k, v" of RunBoth,
+        // the cache uploaded beside them.
+        var (flash, naive) = RunBoth(half, q, k, v, q.Length,
+            (dq, dk, dv, dFlash, dNaive) =>
+            {
+                using var dkCache = Context.Upload<BFloat16>(Data.ToBf16(kCache));
+                using var dvCache = Context.Upload<BFloat16>(Data.ToBf16(vCache));
+                Ops.AttentionDecode(dq, dkCache, dvCache, dFlash, batch, heads, kvHeads, headDim, keyCount, capacity, workspace, splits: splits);
+                Ops.AttentionNaive(dq, dk, dv, dNaive, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
+                Context.Synchronize();
+            },
+            (dq, dk, dv, dFlash, dNaive) =>
+            {
+                using var dkCache = Context.Upload<Half>(ToHalf(kCache));
+                using var dvCache = Context.Upload<Half>(ToHalf(vCache));
+                Ops.AttentionDecode(dq, dkCache, dvCache, dFlash, batch, heads, kvHeads, headDim, keyCount, capacity, workspace, splits: splits);
+                Ops.AttentionNaive(dq, dk, dv, dNaive, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
+                Context.Synchronize();
+            });
+        AssertFlashRule($"attention_decode {(half ? "f16" : "bf16")} b={batch} h={heads}/{kvHeads} d={headDim} keys={keyCount} splits={plan.Splits}x{plan.KeysPerSplit}",
+            flash, naive, reference);
     }
 
     public static IEnumerable<TestCaseData> SlidingWindowCases()
@@ -182,12 +264,20 @@ public class AttentionTests
 
     [TestCaseSource(nameof(SlidingWindowCases))]
     public void Sliding_window_prefill_meets_the_flash_attention_rule(int batch, int queries, int keyCount, int heads, int kvHeads, int headDim,
-        int queryStart, int window)
+        int queryStart, int window) =>
+        SlidingWindowCase(false, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
+
+    [TestCaseSource(nameof(SlidingWindowCases))]
+    public void Sliding_window_prefill_f16_meets_the_flash_attention_rule(int batch, int queries, int keyCount, int heads, int kvHeads, int headDim,
+        int queryStart, int window) =>
+        SlidingWindowCase(true, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
+
+    private static void SlidingWindowCase(bool half, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart, int window)
     {
         var random = new Random(batch * 1000 + queries * 7 + keyCount + window);
-        float[] q = Data.RoundToBf16(Data.Normal(random, batch * queries * heads * headDim));
-        float[] k = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
-        float[] v = Data.RoundToBf16(Data.Normal(random, batch * keyCount * kvHeads * headDim));
+        float[] q = Round(Data.Normal(random, batch * queries * heads * headDim), half);
+        float[] k = Round(Data.Normal(random, batch * keyCount * kvHeads * headDim), half);
+        float[] v = Round(Data.Normal(random, batch * keyCount * kvHeads * headDim), half);
         float[] reference = CpuSlidingWindow(q, k, v, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
 
         // Keys before the first 64-key tile any query's window reaches are never read: NaN there must not show.
@@ -199,19 +289,28 @@ public class AttentionTests
             Array.Fill(vPoisoned, float.NaN, b * keyCount * kvHeads * headDim, unread * kvHeads * headDim);
         }
 
-        using var dq = Context.Upload<BFloat16>(Data.ToBf16(q));
-        using var dk = Context.Upload<BFloat16>(Data.ToBf16(kPoisoned));
-        using var dv = Context.Upload<BFloat16>(Data.ToBf16(vPoisoned));
-        using var dFlash = Context.Allocate<BFloat16>(q.Length);
-        using var dNaive = Context.Allocate<BFloat16>(q.Length);
-        dFlash.Fill(0xFF);
-        dNaive.Fill(0xFF);
-        Ops.SlidingWindowAttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
-        Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window: window);
-        Context.Synchronize();
+        var (flash, naive) = RunBoth(half, q, kPoisoned, vPoisoned, q.Length,
+            (dq, dk, dv, dFlash, dNaive) =>
+            {
+                Ops.SlidingWindowAttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
+                Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window: window);
+            },
+            (dq, dk, dv, dFlash, dNaive) =>
+            {
+                Ops.SlidingWindowAttentionPrefill(dq, dk, dv, dFlash, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window);
+                Ops.AttentionNaive(dq, dk, dv, dNaive, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window: window);
+            });
+        AssertFlashRule($"sliding_window_prefill {(half ? "f16" : "bf16")} b={batch} n={queries} keys={keyCount} h={heads}/{kvHeads} d={headDim} start={queryStart} w={window} (keys < {unread} NaN)",
+            flash, naive, reference);
+    }
 
-        AssertFlashRule($"sliding_window_prefill b={batch} n={queries} keys={keyCount} h={heads}/{kvHeads} d={headDim} start={queryStart} w={window} (keys < {unread} NaN)",
-            Data.ToFloat(dFlash.ToArray()), Data.ToFloat(dNaive.ToArray()), reference);
+    [Test]
+    public void Prefill_refuses_a_scale_that_is_not_positive()
+    {
+        // The kernel folds the scale into the exponent and keeps the maxima of the raw scores: positive scales only.
+        using var x = Context.Allocate<BFloat16>(64 * 4);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Ops.AttentionPrefill(x, x, x, x, 1, 1, 1, 4, 4, 64, 0, scale: -0.125f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Ops.AttentionPrefill(x, x, x, x, 1, 1, 1, 4, 4, 64, 0, scale: 0f));
     }
 
     [Test]

@@ -108,6 +108,6 @@ public static unsafe class CudaDiagnostics
     private static string DescribeCublas()
     {
         var probe = CudaBlas.Probe();
-        return probe.Found ? $"{probe.Description}, used by CudaGemm" : $"off: {probe.Description}";
+        return probe.Found ? $"{probe.Description}, used by CudaGemm" : $"off: {probe.Description}; GEMMs run on Horizon's tensor-core kernels (native/gemm.cu) instead";
     }
 }

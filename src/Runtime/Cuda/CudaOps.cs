@@ -18,8 +18,8 @@ public sealed unsafe partial class CudaOps : IDisposable
     /// <summary>Threads per block of the row-wise and elementwise kernels.</summary>
     private const int BlockThreads = 256;
 
-    /// <summary>Query rows per block of attention_prefill (prefill::BM in native/attention.cu).</summary>
-    public const int PrefillQueryTile = 64;
+    /// <summary>Query rows per block of attention_prefill (prefill::BM in native/attention.cu: 4 warps of 32 rows).</summary>
+    public const int PrefillQueryTile = 128;
 
     /// <summary>Keys per step of attention_prefill (prefill::BN).</summary>
     public const int PrefillKeyTile = 64;
@@ -33,7 +33,14 @@ public sealed unsafe partial class CudaOps : IDisposable
     /// <summary>K and V tiles attention_decode keeps in shared memory (decode::STAGES).</summary>
     private const int DecodeStages = 3;
 
-    /// <summary>Threads per block of attention_decode_combine_bf16.</summary>
+    /// <summary>
+    /// K and V bytes (summed over the pairs) that one group of attention_prefill's block order may touch: the
+    /// (batch, head) pairs of a group run their query tiles longest first, together, so their K and V should stay in
+    /// the L2 (60 MB on the H200) while they are read (<see cref="PrefillHeadGroup"/>).
+    /// </summary>
+    private const long PrefillGroupBytes = 64L << 20;
+
+    /// <summary>Threads per block of attention_decode_combine_{bf16,f16}.</summary>
     private const int DecodeCombineThreads = 256;
 
     private const int AttentionThreads = 128;
@@ -63,6 +70,8 @@ public sealed unsafe partial class CudaOps : IDisposable
         Elementwise.LoadAll();
         Attention.LoadAll();
         Gla.LoadAll();
+        Sampling.LoadAll();
+        Gemm.LoadAll();
     }
 
     /// <summary>The kernel <paramref name="name"/> (one of <see cref="Kernels"/>), loaded as the launchers load it (for its resource figures).</summary>
@@ -81,6 +90,8 @@ public sealed unsafe partial class CudaOps : IDisposable
         module == CudaElementwiseKernels.ModuleName ? Elementwise.Module
         : module == CudaAttentionKernels.ModuleName ? Attention.Module
         : module == CudaGlaKernels.ModuleName ? Gla.Module
+        : module == CudaSamplingKernels.ModuleName ? Sampling.Module
+        : module == CudaGemmKernels.ModuleName ? Gemm.Module
         : throw new InvalidOperationException($"CudaOps does not load the kernel module '{module}'");
 
     /// <summary>The launchers of native/elementwise.cu, loaded on first use.</summary>
@@ -91,8 +102,12 @@ public sealed unsafe partial class CudaOps : IDisposable
     {
         AllowSharedMemory(kernels.AttentionPrefillD64Bf16Kernel, PrefillSharedBytes(64));
         AllowSharedMemory(kernels.AttentionPrefillD128Bf16Kernel, PrefillSharedBytes(128));
+        AllowSharedMemory(kernels.AttentionPrefillD64F16Kernel, PrefillSharedBytes(64));
+        AllowSharedMemory(kernels.AttentionPrefillD128F16Kernel, PrefillSharedBytes(128));
         AllowSharedMemory(kernels.AttentionDecodeD64Bf16Kernel, DecodeSharedBytes(64));
         AllowSharedMemory(kernels.AttentionDecodeD128Bf16Kernel, DecodeSharedBytes(128));
+        AllowSharedMemory(kernels.AttentionDecodeD64F16Kernel, DecodeSharedBytes(64));
+        AllowSharedMemory(kernels.AttentionDecodeD128F16Kernel, DecodeSharedBytes(128));
     });
 
     /// <summary>The launchers of native/gla.cu, loaded on first use (the output kernels opted in to their shared memory).</summary>
@@ -299,7 +314,10 @@ public sealed unsafe partial class CudaOps : IDisposable
 
     // ---------------------------------------------------------------- attention
 
-    /// <summary>Dynamic shared memory of attention_prefill for a head dimension: the Q tile and two K and V tiles, rows padded by 8.</summary>
+    /// <summary>
+    /// Dynamic shared memory of attention_prefill for a head dimension: the 128-row Q tile and two 64-key K and V tiles,
+    /// rows padded by 8 (102 KiB for 128: two blocks per H200 multiprocessor).
+    /// </summary>
     public static int PrefillSharedBytes(int headDim) => (PrefillQueryTile + 4 * PrefillKeyTile) * (headDim + 8) * sizeof(ushort);
 
     /// <summary>
@@ -328,18 +346,25 @@ public sealed unsafe partial class CudaOps : IDisposable
     /// Causal attention over bf16 tensors on tensor cores (FlashAttention-2): q, o (batch, queries, heads, headDim);
     /// k, v (batch, keyCount, kvHeads, headDim). Query r sits at position queryStart + r and sees keys 0 … queryStart + r;
     /// query head h reads key/value head h / (heads / kvHeads). headDim is 64 or 128; scores are scaled by
-    /// <paramref name="scale"/> (default 1/√headDim).
+    /// <paramref name="scale"/> (default 1/√headDim, must be positive).
     /// </summary>
     public void AttentionPrefill(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
         CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
         float? scale = null, CudaStream? stream = null) =>
         Prefill("attention_prefill", q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, 0, scale, stream);
 
+    /// <summary>As <see cref="AttentionPrefill(CudaDeviceVariable{BFloat16}, CudaDeviceVariable{BFloat16}, CudaDeviceVariable{BFloat16}, CudaDeviceVariable{BFloat16}, int, int, int, int, int, int, int, float?, CudaStream?)"/>, over fp16 tensors (fp16 operands on the tensor cores, float32 accumulation).</summary>
+    public void AttentionPrefill(CudaDeviceVariable<Half> q, CudaDeviceVariable<Half> k, CudaDeviceVariable<Half> v,
+        CudaDeviceVariable<Half> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
+        float? scale = null, CudaStream? stream = null) =>
+        Prefill("attention_prefill", q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, 0, scale, stream);
+
     /// <summary>
     /// Sliding-window causal attention (Mistral's, <see cref="Ops.SlidingWindowAttention"/> without global positions):
-    /// as <see cref="AttentionPrefill"/>, but the query at position p = queryStart + r sees only the keys
-    /// p − window &lt; j ≤ p. Key tiles outside every row's window are skipped, so the work grows with queries × window.
-    /// keyCount counts from position 0 (k, v hold keys 0 … keyCount − 1).
+    /// as <see cref="AttentionPrefill(CudaDeviceVariable{BFloat16}, CudaDeviceVariable{BFloat16}, CudaDeviceVariable{BFloat16}, CudaDeviceVariable{BFloat16}, int, int, int, int, int, int, int, float?, CudaStream?)"/>,
+    /// but the query at position p = queryStart + r sees only the keys p − window &lt; j ≤ p. Key tiles outside every
+    /// row's window are skipped, so the work grows with queries × window. keyCount counts from position 0 (k, v hold
+    /// keys 0 … keyCount − 1).
     /// </summary>
     public void SlidingWindowAttentionPrefill(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
         CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
@@ -349,9 +374,32 @@ public sealed unsafe partial class CudaOps : IDisposable
         Prefill("sliding_window_attention_prefill", q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window, scale, stream);
     }
 
-    private void Prefill(string op, CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
-        CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
-        int window, float? scale, CudaStream? stream)
+    /// <summary>As the bf16 <c>SlidingWindowAttentionPrefill</c>, over fp16 tensors.</summary>
+    public void SlidingWindowAttentionPrefill(CudaDeviceVariable<Half> q, CudaDeviceVariable<Half> k, CudaDeviceVariable<Half> v,
+        CudaDeviceVariable<Half> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
+        int window, float? scale = null, CudaStream? stream = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(window);
+        Prefill("sliding_window_attention_prefill", q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, window, scale, stream);
+    }
+
+    /// <summary>
+    /// How many (batch, head) pairs one group of attention_prefill's block order spans (the kernel's head_group): the
+    /// pairs of a group run their query tiles longest first, all of the group's pairs at one tile before the next
+    /// shorter one, so the long tiles start early and the short ones fill the tail. As many pairs as keep the group's
+    /// K and V within <see cref="PrefillGroupBytes"/> (pairs of one key/value head share theirs), at least one.
+    /// </summary>
+    internal static int PrefillHeadGroup(int batch, int heads, int kvHeads, int keyCount, int headDim)
+    {
+        int pairs = batch * heads;
+        // K and V bytes per pair: keyCount·headDim·2 elements of 2 bytes, shared by the heads / kvHeads query heads of a group.
+        double bytesPerPair = (double)keyCount * headDim * 4 * kvHeads / heads;
+        return (int)Math.Clamp(Math.Floor(PrefillGroupBytes / bytesPerPair), 1, pairs);
+    }
+
+    private void Prefill<T>(string op, CudaDeviceVariable<T> q, CudaDeviceVariable<T> k, CudaDeviceVariable<T> v,
+        CudaDeviceVariable<T> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
+        int window, float? scale, CudaStream? stream) where T : unmanaged
     {
         CheckAttention(op, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
         if (headDim is not (64 or 128))
@@ -360,21 +408,44 @@ public sealed unsafe partial class CudaOps : IDisposable
         Require(o, (long)batch * queries * heads * headDim, op, nameof(o));
         Require(k, (long)batch * keyCount * kvHeads * headDim, op, nameof(k));
         Require(v, (long)batch * keyCount * kvHeads * headDim, op, nameof(v));
+        float s = scale ?? 1f / MathF.Sqrt(headDim);
+        // The kernel keeps row maxima of the raw scores and folds the scale into the exponent: a positive scale only.
+        if (!(s > 0f) || float.IsInfinity(s))
+            throw new ArgumentOutOfRangeException(nameof(scale), s, $"{op}: the scale must be positive and finite");
         if (queries == 0)
             return;
-        float s = scale ?? 1f / MathF.Sqrt(headDim);
-        // Grid (CeilDiv(queries, 64), heads, batch) of 128 threads with the dynamic shared memory the kernel was opted in for at load.
-        var grid = new Dim3(CeilDiv(queries, PrefillQueryTile), (uint)heads, (uint)batch);
-        if (headDim == 64)
-            Attention.AttentionPrefillD64Bf16(grid, AttentionThreads, PrefillSharedBytes(64), stream, q, k, v, o, queries, keyCount, heads, kvHeads, queryStart, window, s);
+        // A 1-D grid of CeilDiv(queries, 128) · heads · batch blocks of 128 threads (the kernel derives (tile, head, batch)
+        // from the block index and head_group), with the dynamic shared memory the kernel was opted in for at load.
+        long blocks = (long)CeilDiv(queries, PrefillQueryTile) * heads * batch;
+        if (blocks > int.MaxValue)
+            throw new ArgumentException($"{op}: {blocks} blocks (CeilDiv(queries, {PrefillQueryTile})·heads·batch) exceed the grid's {int.MaxValue}");
+        var grid = new Dim3((uint)blocks);
+        int headGroup = PrefillHeadGroup(batch, heads, kvHeads, keyCount, headDim);
+        if (typeof(T) == typeof(Half))
+        {
+            DevicePointer<Half> hq = F16(q), hk = F16(k), hv = F16(v), ho = F16(o);
+            if (headDim == 64)
+                Attention.AttentionPrefillD64F16(grid, AttentionThreads, PrefillSharedBytes(64), stream, hq, hk, hv, ho, queries, keyCount, heads, kvHeads, queryStart, window, headGroup, s);
+            else
+                Attention.AttentionPrefillD128F16(grid, AttentionThreads, PrefillSharedBytes(128), stream, hq, hk, hv, ho, queries, keyCount, heads, kvHeads, queryStart, window, headGroup, s);
+        }
         else
-            Attention.AttentionPrefillD128Bf16(grid, AttentionThreads, PrefillSharedBytes(128), stream, q, k, v, o, queries, keyCount, heads, kvHeads, queryStart, window, s);
+        {
+            DevicePointer<BFloat16> bq = Bf16(q), bk = Bf16(k), bv = Bf16(v), bo = Bf16(o);
+            if (headDim == 64)
+                Attention.AttentionPrefillD64Bf16(grid, AttentionThreads, PrefillSharedBytes(64), stream, bq, bk, bv, bo, queries, keyCount, heads, kvHeads, queryStart, window, headGroup, s);
+            else
+                Attention.AttentionPrefillD128Bf16(grid, AttentionThreads, PrefillSharedBytes(128), stream, bq, bk, bv, bo, queries, keyCount, heads, kvHeads, queryStart, window, headGroup, s);
+        }
     }
+
+    /// <summary>The variable as an fp16 pointer (T is Half: the public overloads fix it).</summary>
+    private static DevicePointer<Half> F16<T>(CudaDeviceVariable<T> variable) where T : unmanaged => new(variable.DevicePointer);
 
     /// <summary>
     /// How attention_decode splits the keys: <c>Splits</c> blocks per (batch, key/value head, group of up to 16 query
     /// heads), each over <c>KeysPerSplit</c> keys (the last split may be shorter). <c>WorkspaceFloats</c> is the scratch
-    /// <see cref="AttentionDecode"/> needs: batch·heads·splits·(headDim + 1).
+    /// <c>AttentionDecode</c> needs: batch·heads·splits·(headDim + 1).
     /// </summary>
     public readonly record struct DecodePlan(int Splits, int KeysPerSplit, long WorkspaceFloats);
 
@@ -432,7 +503,18 @@ public sealed unsafe partial class CudaOps : IDisposable
     /// </summary>
     public void AttentionDecode(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
         CudaDeviceVariable<BFloat16> o, int batch, int heads, int kvHeads, int headDim, int keyCount, int capacity,
-        CudaDeviceVariable<float> workspace, float? scale = null, CudaStream? stream = null, int splits = 0)
+        CudaDeviceVariable<float> workspace, float? scale = null, CudaStream? stream = null, int splits = 0) =>
+        Decode(q, k, v, o, batch, heads, kvHeads, headDim, keyCount, capacity, workspace, scale, stream, splits);
+
+    /// <summary>As the bf16 <c>AttentionDecode</c>, over fp16 q, k, v and o (the same plan and workspace).</summary>
+    public void AttentionDecode(CudaDeviceVariable<Half> q, CudaDeviceVariable<Half> k, CudaDeviceVariable<Half> v,
+        CudaDeviceVariable<Half> o, int batch, int heads, int kvHeads, int headDim, int keyCount, int capacity,
+        CudaDeviceVariable<float> workspace, float? scale = null, CudaStream? stream = null, int splits = 0) =>
+        Decode(q, k, v, o, batch, heads, kvHeads, headDim, keyCount, capacity, workspace, scale, stream, splits);
+
+    private void Decode<T>(CudaDeviceVariable<T> q, CudaDeviceVariable<T> k, CudaDeviceVariable<T> v,
+        CudaDeviceVariable<T> o, int batch, int heads, int kvHeads, int headDim, int keyCount, int capacity,
+        CudaDeviceVariable<float> workspace, float? scale, CudaStream? stream, int splits) where T : unmanaged
     {
         const string op = "attention_decode";
         CheckAttention(op, batch, 1, keyCount, heads, kvHeads, headDim, keyCount - 1);
@@ -452,23 +534,47 @@ public sealed unsafe partial class CudaOps : IDisposable
         // o_part and lse_part are the two parts of the workspace (rows·splits·head_dim, then rows·splits floats).
         DevicePointer<float> part = workspace, lse = workspace.At((long)rows * plan.Splits * headDim);
         var grid = new Dim3((uint)plan.Splits, (uint)kvHeads * chunks, (uint)batch);
-        if (headDim == 64)
-            Attention.AttentionDecodeD64Bf16(grid, AttentionThreads, DecodeSharedBytes(64), stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+        if (typeof(T) == typeof(Half))
+        {
+            DevicePointer<Half> hq = F16(q), hk = F16(k), hv = F16(v);
+            if (headDim == 64)
+                Attention.AttentionDecodeD64F16(grid, AttentionThreads, DecodeSharedBytes(64), stream, hq, hk, hv, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+            else
+                Attention.AttentionDecodeD128F16(grid, AttentionThreads, DecodeSharedBytes(128), stream, hq, hk, hv, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+            // One block per output row merges its splits.
+            Attention.AttentionDecodeCombineF16((uint)rows, DecodeCombineThreads, 0, stream, part, lse, F16(o), rows, plan.Splits, headDim);
+        }
         else
-            Attention.AttentionDecodeD128Bf16(grid, AttentionThreads, DecodeSharedBytes(128), stream, q, k, v, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
-        // One block per output row merges its splits.
-        Attention.AttentionDecodeCombineBf16((uint)rows, DecodeCombineThreads, 0, stream, part, lse, o, rows, plan.Splits, headDim);
+        {
+            DevicePointer<BFloat16> bq = Bf16(q), bk = Bf16(k), bv = Bf16(v);
+            if (headDim == 64)
+                Attention.AttentionDecodeD64Bf16(grid, AttentionThreads, DecodeSharedBytes(64), stream, bq, bk, bv, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+            else
+                Attention.AttentionDecodeD128Bf16(grid, AttentionThreads, DecodeSharedBytes(128), stream, bq, bk, bv, part, lse, heads, kvHeads, keyCount, capacity, keysPerSplit, s);
+            Attention.AttentionDecodeCombineBf16((uint)rows, DecodeCombineThreads, 0, stream, part, lse, Bf16(o), rows, plan.Splits, headDim);
+        }
     }
 
     /// <summary>
-    /// The test reference of the flash-attention error rule: the same attention as <see cref="AttentionPrefill"/>
+    /// The test reference of the flash-attention error rule: the same attention as <c>AttentionPrefill</c>
     /// computed plainly in bf16 (scores and probabilities rounded to bf16, float32 sums), one block per (query, head).
     /// Slow; headDim at most 128. <paramref name="window"/> &gt; 0 makes it the reference of
-    /// <see cref="SlidingWindowAttentionPrefill"/>.
+    /// <c>SlidingWindowAttentionPrefill</c>.
     /// </summary>
     public void AttentionNaive(CudaDeviceVariable<BFloat16> q, CudaDeviceVariable<BFloat16> k, CudaDeviceVariable<BFloat16> v,
         CudaDeviceVariable<BFloat16> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
-        float? scale = null, CudaStream? stream = null, int window = 0)
+        float? scale = null, CudaStream? stream = null, int window = 0) =>
+        Naive(q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, scale, stream, window);
+
+    /// <summary>As the bf16 <c>AttentionNaive</c>, in fp16 (scores and probabilities rounded to fp16): the fp16 kernels' reference.</summary>
+    public void AttentionNaive(CudaDeviceVariable<Half> q, CudaDeviceVariable<Half> k, CudaDeviceVariable<Half> v,
+        CudaDeviceVariable<Half> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
+        float? scale = null, CudaStream? stream = null, int window = 0) =>
+        Naive(q, k, v, o, batch, queries, keyCount, heads, kvHeads, headDim, queryStart, scale, stream, window);
+
+    private void Naive<T>(CudaDeviceVariable<T> q, CudaDeviceVariable<T> k, CudaDeviceVariable<T> v,
+        CudaDeviceVariable<T> o, int batch, int queries, int keyCount, int heads, int kvHeads, int headDim, int queryStart,
+        float? scale, CudaStream? stream, int window) where T : unmanaged
     {
         const string op = "attention_naive";
         CheckAttention(op, batch, queries, keyCount, heads, kvHeads, headDim, queryStart);
@@ -482,8 +588,11 @@ public sealed unsafe partial class CudaOps : IDisposable
             return;
         float s = scale ?? 1f / MathF.Sqrt(headDim);
         // One block of 128 threads (≥ head_dim) per (query, head, batch).
-        Attention.AttentionNaiveBf16(new Dim3((uint)queries, (uint)heads, (uint)batch), AttentionThreads, 0, stream,
-            q, k, v, o, queries, keyCount, heads, kvHeads, headDim, queryStart, window, s);
+        var grid = new Dim3((uint)queries, (uint)heads, (uint)batch);
+        if (typeof(T) == typeof(Half))
+            Attention.AttentionNaiveF16(grid, AttentionThreads, 0, stream, F16(q), F16(k), F16(v), F16(o), queries, keyCount, heads, kvHeads, headDim, queryStart, window, s);
+        else
+            Attention.AttentionNaiveBf16(grid, AttentionThreads, 0, stream, Bf16(q), Bf16(k), Bf16(v), Bf16(o), queries, keyCount, heads, kvHeads, headDim, queryStart, window, s);
     }
 
     /// <summary>Unloads the modules (kernels obtained from them become unusable).</summary>
@@ -494,9 +603,13 @@ public sealed unsafe partial class CudaOps : IDisposable
             _elementwise?.Module.Dispose();
             _attention?.Module.Dispose();
             _gla?.Module.Dispose();
+            _sampling?.Module.Dispose();
+            _gemm?.Module.Dispose();
             _elementwise = null;
             _attention = null;
             _gla = null;
+            _sampling = null;
+            _gemm = null;
         }
     }
 }

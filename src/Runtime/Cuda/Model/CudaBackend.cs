@@ -44,7 +44,7 @@ public sealed class CudaBackend : IDisposable
         {
             context = CudaContext.CreatePrimary(deviceOrdinal);
             ops = new CudaOps(context);
-            gemm = new CudaGemm(context);
+            gemm = new CudaGemm(context, CudaGemmBackend.Auto, ops);
             return new CudaBackend(context, ops, gemm, context.CreateStream());
         }
         catch
