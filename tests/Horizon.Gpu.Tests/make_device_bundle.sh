@@ -19,6 +19,14 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/rt" && tar -C "$work/rt" -xJf .gpu/dotnet.tar.xz
 cp -r .gpu/Horizon.Gpu.Tests "$work/tests"
 (cd "$work/tests" && rm -rf cs de es fr it ja ko pl pt-BR ru tr zh-Hans zh-Hant && find . -name '*.pdb' -delete)
+# The tree (~39 MiB with the default model and the PTX) and the bundle share the tool's 64 MiB: leave out what a
+# test run never loads (checked with strace): the debugger's and createdump's libraries, the standalone GCs, and
+# libraries for data sets, dynamic, PLINQ, networking, code pages and data contracts; the XML docs.
+find "$work/rt/shared" \( -name createdump -o -name 'libmscordaccore.so' -o -name 'libmscordbi.so' -o -name 'libclrgc*.so' \
+  -o -name 'Microsoft.VisualBasic.Core.dll' -o -name 'System.Data.Common.dll' -o -name 'System.Private.DataContractSerialization.dll' \
+  -o -name 'Microsoft.CSharp.dll' -o -name 'System.Linq.Parallel.dll' -o -name 'System.Net.Http.dll' -o -name 'System.Net.Security.dll' \
+  -o -name 'System.Net.Sockets.dll' -o -name 'System.Text.Encoding.CodePages.dll' \) -delete
+find "$work/tests" -name '*.xml' -delete
 rm -rf "$dest" && mkdir -p "$dest/native" "$dest/bench"
 tar -C "$work" -cf - rt tests | xz -9e -T0 > "$dest/bundle.tar.xz"
 cp native/*.cu native/*.cuh native/build_ptx.sh "$dest/native/"
