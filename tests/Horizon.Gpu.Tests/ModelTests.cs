@@ -272,6 +272,37 @@ public class ModelTests
         Assert.That(stderr.ToString(), Does.Contain("tok/s"));
     }
 
+    /// <summary>
+    /// Generation on CUDA with the tokens drawn on the device (CudaOps.SampleTopP, one id back per step) makes the host
+    /// sampler's choices on the same device logits: the same seed gives the same tokens either way.
+    /// </summary>
+    [TestCase(0f, 1f)]
+    [TestCase(0.8f, 0.9f)]
+    [TestCase(1.2f, 1f)]
+    public async Task Sampling_on_the_device_makes_the_host_samplers_choices(float temperature, float topP)
+    {
+        using var model = HorizonModel.Load(Repository.Path("models/horizon-kjv"), null, HorizonDevice.Cuda);
+        var options = new Horizon.Generation.GenerationOptions { Temperature = temperature, TopP = topP, MaxTokens = 64, Seed = 5, StopTokenIds = [] };
+        async Task<(List<int> Ids, double Seconds)> Run(bool onDevice)
+        {
+            using var session = model.CreateSession(256);
+            session.SampleOnDevice = onDevice;
+            var ids = new List<int>();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await foreach (var update in session.GenerateAsync("And God said", options))
+            {
+                if (!update.IsFinal)
+                    ids.Add(update.TokenId);
+            }
+            return (ids, clock.Elapsed.TotalSeconds);
+        }
+        var device = await Run(true);
+        var host = await Run(false);
+        Log.Write($"sampling on Cuda (T {temperature}, top-p {topP}): 64 tokens, device draw {device.Seconds:F3} s, host draw {host.Seconds:F3} s, same tokens: {device.Ids.SequenceEqual(host.Ids)}");
+        Assert.That(device.Ids, Has.Count.EqualTo(64));
+        Assert.That(device.Ids, Is.EqualTo(host.Ids));
+    }
+
     [Test]
     public void Node_kinds_without_cuda_kernels_are_refused_in_one_line()
     {

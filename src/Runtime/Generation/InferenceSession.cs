@@ -181,13 +181,18 @@ public sealed class InferenceSession : IDisposable
         int promptLength = _tokens.Count;
         int toPrefill = _tokens.Count - cached;
 
+        ulong seed = options.Seed ?? (ulong)Random.Shared.NextInt64();
+        var sampler = new Sampler(options, seed);
+        // On a device-sampling model the last prompt token is left for the first ForwardAndSample step.
+        var deviceModel = SampleOnDevice && sampler.DeviceCompatible && Model is IDeviceSamplingModel candidate
+            && Model.VocabSize <= candidate.MaxSamplingVocab && (Tokenizer is null || Tokenizer.VocabSize >= Model.VocabSize)
+            ? candidate : null;
+
         var clock = Stopwatch.StartNew();
-        await Task.Run(() => RunPending(progress, cancellationToken), cancellationToken).ConfigureAwait(false);
+        await Task.Run(() => RunPending(progress, cancellationToken, leaveLast: deviceModel is not null), cancellationToken).ConfigureAwait(false);
         var prefillTime = clock.Elapsed;
         clock.Restart();
 
-        ulong seed = options.Seed ?? (ulong)Random.Shared.NextInt64();
-        var sampler = new Sampler(options, seed);
         var stopIds = new HashSet<int>(options.StopTokenIds ?? GenerationConfig.EosTokenIds);
         stopIds.UnionWith(options.ExtraStopTokenIds);
         var decoder = Tokenizer?.CreateDecoder(options.SkipSpecialTokens);
@@ -197,20 +202,30 @@ public sealed class InferenceSession : IDisposable
         while (finish is null)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (State.Length < _tokens.Count)
+            if (State.Length < _tokens.Count && _tokens.Count > Capacity)
             {
-                if (_tokens.Count > Capacity)
-                {
-                    finish = FinishReason.ContextFull;
-                    break;
-                }
-                await Task.Run(() => RunPending(null, cancellationToken), cancellationToken).ConfigureAwait(false);
+                finish = FinishReason.ContextFull;
+                break;
             }
-            _lastLogits.CopyTo(_stepLogits, 0);
-            // Ids the tokenizer does not have (padding rows of the embedding) are never picked.
-            if (Tokenizer is not null && Tokenizer.VocabSize < _stepLogits.Length)
-                _stepLogits.AsSpan(Tokenizer.VocabSize).Fill(float.NegativeInfinity);
-            int id = sampler.Sample(_stepLogits, CollectionsMarshal.AsSpan(_tokens), promptLength);
+            int id;
+            if (deviceModel is not null && State.Length < _tokens.Count)
+            {
+                // Run the waiting token(s) and draw the next id where the logits are.
+                var (temperature, topP) = sampler.DeviceParameters;
+                double uniform = sampler.NextUniform();
+                id = await Task.Run(() => deviceModel.ForwardAndSample(CollectionsMarshal.AsSpan(_tokens)[State.Length..], State, temperature, topP, uniform),
+                    cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                if (State.Length < _tokens.Count)
+                    await Task.Run(() => RunPending(null, cancellationToken), cancellationToken).ConfigureAwait(false);
+                _lastLogits.CopyTo(_stepLogits, 0);
+                // Ids the tokenizer does not have (padding rows of the embedding) are never picked.
+                if (Tokenizer is not null && Tokenizer.VocabSize < _stepLogits.Length)
+                    _stepLogits.AsSpan(Tokenizer.VocabSize).Fill(float.NegativeInfinity);
+                id = sampler.Sample(_stepLogits, CollectionsMarshal.AsSpan(_tokens), promptLength);
+            }
             _tokens.Add(id);
             generated++;
             if (stopIds.Contains(id))
@@ -263,6 +278,14 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether generation lets a model that samples on its own device (<see cref="IDeviceSamplingModel"/>, the CUDA
+    /// backend) pick the tokens there when the options allow it (temperature and top-p only): one id per step comes
+    /// back instead of a row of logits, and a seed gives the same choices as the host sampler on the same logits.
+    /// True by default; false samples on the host always.
+    /// </summary>
+    public bool SampleOnDevice { get; set; } = true;
+
     /// <summary>Forgets every token.</summary>
     public void Reset()
     {
@@ -303,18 +326,23 @@ public sealed class InferenceSession : IDisposable
         _tokens.AddRange(tokens);
     }
 
-    /// <summary>Runs the tokens not yet in the state, chunk by chunk; keeps the logits after the last one.</summary>
-    private void RunPending(IProgress<PrefillProgress>? progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the tokens not yet in the state, chunk by chunk; keeps the logits after the last one. With
+    /// <paramref name="leaveLast"/>, the last waiting token is left for a device-sampling step (no logits are kept).
+    /// A model with <see cref="ILastLogitsModel"/> computes only the last row's logits of each chunk.
+    /// </summary>
+    private void RunPending(IProgress<PrefillProgress>? progress, CancellationToken cancellationToken, bool leaveLast = false)
     {
         var state = State;
-        int pending = _tokens.Count - state.Length;
+        int pending = _tokens.Count - state.Length - (leaveLast ? 1 : 0);
         if (pending <= 0)
             return;
         if (_tokens.Count > Capacity)
             throw new ContextFullException($"the session holds {_tokens.Count} tokens, more than its capacity {Capacity}");
         int vocab = Model.VocabSize;
         int chunk = Math.Min(PrefillChunkSize, pending);
-        if (_chunkLogits is null || _chunkLogits.Length < chunk * vocab)
+        var lastOnly = Model as ILastLogitsModel;
+        if (lastOnly is null && (_chunkLogits is null || _chunkLogits.Length < chunk * vocab))
             _chunkLogits = new float[checked(chunk * vocab)];
         int done = 0;
         int last = 0;
@@ -323,12 +351,16 @@ public sealed class InferenceSession : IDisposable
             cancellationToken.ThrowIfCancellationRequested();
             int count = Math.Min(chunk, pending - done);
             var ids = CollectionsMarshal.AsSpan(_tokens).Slice(state.Length, count);
-            Model.Forward(ids, state, _chunkLogits.AsSpan(0, count * vocab));
+            if (lastOnly is not null)
+                lastOnly.ForwardLast(ids, state, _lastLogits);
+            else
+                Model.Forward(ids, state, _chunkLogits.AsSpan(0, count * vocab));
             done += count;
             last = count;
             progress?.Report(new PrefillProgress(done, pending));
         }
-        _chunkLogits.AsSpan((last - 1) * vocab, vocab).CopyTo(_lastLogits);
+        if (lastOnly is null)
+            _chunkLogits.AsSpan((last - 1) * vocab, vocab).CopyTo(_lastLogits);
     }
 
     private Releaser Enter()

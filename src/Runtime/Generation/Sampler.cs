@@ -44,6 +44,21 @@ public sealed class Sampler
     public ulong Seed { get; }
 
     /// <summary>
+    /// Whether a device sampler can make this sampler's choices (<see cref="IDeviceSamplingModel"/>): temperature and
+    /// top-p only, no top-k, min-p, repetition penalty or logits processors.
+    /// </summary>
+    public bool DeviceCompatible => _options.TopK == 0 && _options.MinP == 0 && _options.RepetitionPenalty == 1f && _options.LogitsProcessors.Count == 0;
+
+    /// <summary>
+    /// The uniform draw <see cref="Sample"/> would make for this step (none at temperature ≤ 0, where it takes the
+    /// argmax): for a device sampler, so that a seed gives the same text on either side.
+    /// </summary>
+    public double NextUniform() => _options.Temperature <= 0 ? 0 : _random.NextDouble();
+
+    /// <summary>The options' temperature and top-p, for a device sampler.</summary>
+    public (float Temperature, float TopP) DeviceParameters => (_options.Temperature, _options.TopP);
+
+    /// <summary>
     /// Picks the next id. <paramref name="logits"/> (one row, vocab wide) is changed in place by the penalty and
     /// processors; <paramref name="context"/> is every token so far, the first <paramref name="promptLength"/> of
     /// them before this generation.

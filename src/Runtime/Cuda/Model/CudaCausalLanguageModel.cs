@@ -103,7 +103,7 @@ internal sealed record CudaDecoderLayer(CudaNorm MixerNorm, CudaLayer Mixer, Cud
 /// residual stream float32; each call's activations from a scratch arena that is reused from call to call, so device
 /// memory stops growing after the largest call. Calls on one model are serialised (one stream).
 /// </summary>
-public sealed class CudaCausalLanguageModel : ICausalLanguageModel
+public sealed class CudaCausalLanguageModel : IDeviceSamplingModel
 {
     private readonly CudaBackend _backend;
     private readonly int _width;
@@ -172,13 +172,7 @@ public sealed class CudaCausalLanguageModel : ICausalLanguageModel
         }
     }
 
-    void ICausalLanguageModel.Forward(ReadOnlySpan<int> tokens, IModelState state, Span<float> logits)
-    {
-        ArgumentNullException.ThrowIfNull(state);
-        if (state is not CudaModelState own)
-            throw new ArgumentException($"the state is a {state.GetType().FullName}, not a CUDA model state; use this model's CreateState", nameof(state));
-        Forward(tokens, own, logits);
-    }
+    void ICausalLanguageModel.Forward(ReadOnlySpan<int> tokens, IModelState state, Span<float> logits) => Forward(tokens, Own(state), logits);
 
     /// <summary>
     /// Runs <paramref name="tokens"/> after what <paramref name="state"/> holds and writes their logits, (tokens, vocab)
@@ -187,16 +181,83 @@ public sealed class CudaCausalLanguageModel : ICausalLanguageModel
     /// </summary>
     public void Forward(ReadOnlySpan<int> tokens, CudaModelState state, Span<float> logits)
     {
+        Check(tokens, state);
+        GeneratedModelSupport.CheckLogits(logits.Length, tokens.Length, VocabSize);
+        Run(tokens, state, logits, Head.AllRows, 0, 1, 0);
+    }
+
+    void ILastLogitsModel.ForwardLast(ReadOnlySpan<int> tokens, IModelState state, Span<float> lastLogits) =>
+        ForwardLast(tokens, Own(state), lastLogits);
+
+    /// <summary>As <see cref="Forward(ReadOnlySpan{int}, CudaModelState, Span{float})"/>, but the output head runs on the last token only and only its logits (vocab floats) come back.</summary>
+    public void ForwardLast(ReadOnlySpan<int> tokens, CudaModelState state, Span<float> lastLogits)
+    {
+        Check(tokens, state);
+        if (tokens.Length > 0)
+            GeneratedModelSupport.CheckLogits(lastLogits.Length, 1, VocabSize);
+        Run(tokens, state, lastLogits, Head.LastRow, 0, 1, 0);
+    }
+
+    /// <summary>The largest vocabulary the device sampler takes (<see cref="CudaOps.MaxSamplingVocab"/>).</summary>
+    public int MaxSamplingVocab => CudaOps.MaxSamplingVocab;
+
+    int IDeviceSamplingModel.ForwardAndSample(ReadOnlySpan<int> tokens, IModelState state, float temperature, float topP, double uniform) =>
+        ForwardAndSample(tokens, Own(state), temperature, topP, uniform);
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> (at least one) and draws the next id on the device from the last row's logits
+    /// (<see cref="CudaOps.SampleTopP"/>: greedy at temperature ≤ 0, else the top-p nucleus at <paramref name="uniform"/>);
+    /// one int comes back.
+    /// </summary>
+    /// <exception cref="HorizonException">Every logit of the row is −∞ or NaN.</exception>
+    public int ForwardAndSample(ReadOnlySpan<int> tokens, CudaModelState state, float temperature, float topP, double uniform)
+    {
+        Check(tokens, state);
+        if (tokens.Length == 0)
+            throw new ArgumentException("ForwardAndSample needs at least one token: the next id follows the last one", nameof(tokens));
+        if (VocabSize > MaxSamplingVocab)
+            throw new HorizonException($"the device sampler takes at most {MaxSamplingVocab} ids; this model has {VocabSize}");
+        if (!(topP is > 0 and <= 1))
+            throw new ArgumentOutOfRangeException(nameof(topP), topP, "top-p must be in (0, 1]");
+        if (!(uniform is >= 0 and < 1))
+            throw new ArgumentOutOfRangeException(nameof(uniform), uniform, "the uniform draw must be in [0, 1)");
+        int id = Run(tokens, state, default, Head.Sample, temperature, topP, uniform);
+        if (id < 0)
+            throw new HorizonException("every token id is masked (all logits are −∞ or NaN): nothing to pick");
+        return id;
+    }
+
+    private enum Head
+    {
+        AllRows,
+        LastRow,
+        Sample,
+    }
+
+    private CudaModelState Own(IModelState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        return state as CudaModelState
+            ?? throw new ArgumentException($"the state is a {state.GetType().FullName}, not a CUDA model state; use this model's CreateState", nameof(state));
+    }
+
+    private void Check(ReadOnlySpan<int> tokens, CudaModelState state)
+    {
         ArgumentNullException.ThrowIfNull(state);
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (state.Owner != this)
             throw new ArgumentException("the state was created by another CUDA model; use this model's CreateState", nameof(state));
-        int count = tokens.Length;
         GeneratedModelSupport.CheckTokens(tokens, VocabSize);
-        GeneratedModelSupport.CheckRoom(state, count);
-        GeneratedModelSupport.CheckLogits(logits.Length, count, VocabSize);
+        GeneratedModelSupport.CheckRoom(state, tokens.Length);
+    }
+
+    /// <summary>The forward pass; what comes back depends on <paramref name="head"/>: every row's logits, the last row's, or a sampled id (returned).</summary>
+    private int Run(ReadOnlySpan<int> tokens, CudaModelState state, Span<float> logits, Head head, float temperature, float topP, double uniform)
+    {
+        int count = tokens.Length;
         if (count == 0)
-            return;
+            return -1;
+        int sampled = -1;
         lock (_gate)
         {
             _scratch.Reset();
@@ -244,12 +305,49 @@ public sealed class CudaCausalLanguageModel : ICausalLanguageModel
             }
 
             _finalNorm.Forward(step, residual, normed);
-            var output = step.Allocate<float>((long)count * VocabSize);
-            _head.Forward(step, normed, output);
-            stream.Synchronize();
-            output.CopyToHost(logits[..(count * VocabSize)]);
+            if (head == Head.AllRows)
+            {
+                var output = step.Allocate<float>((long)count * VocabSize);
+                _head.Forward(step, normed, output);
+                stream.Synchronize();
+                output.CopyToHost(logits[..(count * VocabSize)]);
+            }
+            else
+            {
+                // Only the next token's distribution is wanted: the head on the last row alone.
+                unsafe
+                {
+                    var last = normed.View<BFloat16>((long)(count - 1) * _width * sizeof(BFloat16), _width);
+                    var output = step.Allocate<float>(VocabSize);
+                    _head.Forward(step, last, output, rows: 1);
+                    if (head == Head.LastRow)
+                    {
+                        stream.Synchronize();
+                        output.CopyToHost(logits[..VocabSize]);
+                    }
+                    else
+                    {
+                        var chosen = step.Allocate<int>(1);
+                        if (temperature <= 0)
+                        {
+                            ops.SampleGreedy(output, 1, VocabSize, chosen, stream);
+                        }
+                        else
+                        {
+                            var draw = _scratch.Upload<double>([uniform]);
+                            var workspace = step.Allocate<float>(VocabSize);
+                            ops.SampleTopP(output, 1, VocabSize, temperature, topP, draw, chosen, workspace, stream);
+                        }
+                        stream.Synchronize();
+                        Span<int> one = stackalloc int[1];
+                        chosen.CopyToHost(one);
+                        sampled = one[0];
+                    }
+                }
+            }
         }
         state.Advance(count);
+        return sampled;
     }
 
     /// <summary>Makes this model dispose <paramref name="backend"/> with itself (a model loaded onto a device it created).</summary>

@@ -76,11 +76,13 @@ public sealed class CudaLinear
     public int InFeatures { get; }
     public CudaDeviceVariable<float>? Bias { get; }
 
-    public void Forward(CudaStep step, CudaDeviceVariable<BFloat16> x, CudaDeviceVariable<float> y)
+    /// <summary>y = x·Wᵀ + b over the step's rows, or <paramref name="rows"/> of them when given (the output head on the last row).</summary>
+    public void Forward(CudaStep step, CudaDeviceVariable<BFloat16> x, CudaDeviceVariable<float> y, int? rows = null)
     {
-        step.Backend.Gemm.Linear(x, step.Rows, Weight, OutFeatures, InFeatures, y, step.Stream);
+        int n = rows ?? step.Rows;
+        step.Backend.Gemm.Linear(x, n, Weight, OutFeatures, InFeatures, y, step.Stream);
         if (Bias is not null)
-            step.Ops.BiasAdd(y, Bias, step.Rows, OutFeatures, step.Stream);
+            step.Ops.BiasAdd(y, Bias, n, OutFeatures, step.Stream);
     }
 }
 
