@@ -44,24 +44,34 @@ constexpr int PAIRS = NSUB * (NSUB - 1) / 2; // (later sub-chunk, earlier sub-ch
 
 // ================================================================ pass 1: what each chunk adds to the state
 
-// Grid (chunks, CeilDiv(d_k, 64) · CeilDiv(d_v, 64), batch · kv_heads), 256 threads. A block takes one 64 × 64 tile
-// (rows i of the key dimension, columns j of the value dimension) of one chunk's U_c:
+// Grid (chunks, CeilDiv(d_k, 64) · CeilDiv(d_v, 256), batch · kv_heads), 256 threads, dynamic shared memory
+// gla::STATE_SHARED (CudaOps.GlaStateSharedBytes). A block takes one 64 × 256 tile (rows i of the key dimension,
+// columns j of the value dimension) of one chunk's U_c:
 //   U_c[i][j] = Σ_{s in chunk} k_s[i] exp(b_last[i] − b_s[i]) v_s[j]
 // and the blocks of the first column tile write the chunk's decay exp(b_last[i]). chunk_states is
-// (batch, kv_heads, chunks, d_k, d_v), chunk_decay (batch, kv_heads, chunks, d_k).
+// (batch, kv_heads, chunks, d_k, d_v), chunk_decay (batch, kv_heads, chunks, d_k). The tile spans the whole d_v of
+// the gla-340M shapes (256), so the log-gate sums are done once per 64 key rows, not once per 64 × 64 tile; every
+// thread's global loads are issued in batches before their values are used (16-byte loads where d_v allows).
+namespace gla
+{
+constexpr int STATE_TJ = 256;                                                     // value columns per block
+constexpr int STATE_SHARED = NSUB * TILE * 8 + C * TILE * 4 + C * STATE_TJ * 4;   // 83968 bytes
+}
+
 template <typename T>
 static __device__ void gla_chunk_state(const T* __restrict__ k, const T* __restrict__ v, const float* __restrict__ g,
                                        float* __restrict__ chunk_states, float* __restrict__ chunk_decay, int rows,
                                        int kv_heads, int dk, int dv)
 {
     using namespace gla;
-    __shared__ double part_s[NSUB][TILE];
-    __shared__ __align__(16) float kd_s[C][TILE]; // k_s[i] exp(b_last[i] − b_s[i])
-    __shared__ __align__(16) float v_s[C][TILE];
+    extern __shared__ __align__(16) unsigned char state_shared[];
+    double(*part_s)[TILE] = reinterpret_cast<double(*)[TILE]>(state_shared);
+    float(*kd_s)[TILE] = reinterpret_cast<float(*)[TILE]>(state_shared + NSUB * TILE * 8);            // k_s[i] exp(b_last[i] − b_s[i])
+    float(*v_s)[STATE_TJ] = reinterpret_cast<float(*)[STATE_TJ]>(state_shared + NSUB * TILE * 8 + C * TILE * 4);
 
     const int chunk = blockIdx.x, chunks = gridDim.x;
-    const int tiles_v = ceil_div(dv, TILE);
-    const int i0 = (blockIdx.y / tiles_v) * TILE, j0 = (blockIdx.y % tiles_v) * TILE;
+    const int tiles_v = ceil_div(dv, STATE_TJ);
+    const int i0 = (blockIdx.y / tiles_v) * TILE, j0 = (blockIdx.y % tiles_v) * STATE_TJ;
     const int bh = blockIdx.z, batch = bh / kv_heads, kh = bh % kv_heads;
     const int t0 = chunk * C, len = min(C, rows - t0);
     const size_t k_stride = (size_t)kv_heads * dk, v_stride = (size_t)kv_heads * dv;
@@ -69,19 +79,86 @@ static __device__ void gla_chunk_state(const T* __restrict__ k, const T* __restr
     const T* v_base = v + ((size_t)batch * rows + t0) * v_stride + (size_t)kh * dv;
     const float* g_base = g == nullptr ? nullptr : g + ((size_t)batch * rows + t0) * k_stride + (size_t)kh * dk;
 
-    // Thread (sub, ii): key dimension i0 + ii, tokens of sub-chunk sub. First the sub-chunk sums of the log-gates.
+    // Thread (sub, ii): key dimension i0 + ii, tokens of sub-chunk sub: its 16 log-gates and keys, loaded together.
     const int ii = threadIdx.x % TILE, sub = threadIdx.x / TILE, i = i0 + ii;
-    double part = 0.0;
-    if (g_base != nullptr && i < dk)
+    float gl[SUB], kl[SUB];
+#pragma unroll
+    for (int tt = 0; tt < SUB; tt++)
     {
-        for (int tt = 0; tt < SUB; tt++)
+        const int t = sub * SUB + tt;
+        const bool ok = t < len && i < dk;
+        gl[tt] = ok && g_base != nullptr ? g_base[(size_t)t * k_stride + i] : 0.0f;
+        kl[tt] = ok ? to_float(k_base[(size_t)t * k_stride + i]) : 0.0f;
+    }
+    // The sub-chunk sums of the log-gates (a missing token adds 0.0: the same sum).
+    double part = 0.0;
+#pragma unroll
+    for (int tt = 0; tt < SUB; tt++)
+        part += gl[tt];
+    part_s[sub][ii] = part;
+
+    // The v tile (C × STATE_TJ, zero outside the chunk and d_v), in batches of loads.
+    constexpr bool is_bf16 = std::is_same<T, bf16_t>::value;
+    constexpr int VEC = is_bf16 ? 8 : 4; // elements per 16-byte load
+    const bool vector = dv % VEC == 0 && v_stride % VEC == 0 && (reinterpret_cast<size_t>(v) & 15) == 0;
+    if (vector)
+    {
+        constexpr int PER_ROW = STATE_TJ / VEC, COUNT = C * PER_ROW / THREADS, BATCH = 8;
+#pragma unroll
+        for (int x0 = 0; x0 < COUNT; x0 += BATCH)
         {
-            const int t = sub * SUB + tt;
-            if (t < len)
-                part += g_base[(size_t)t * k_stride + i];
+            uint4 raw[BATCH];
+#pragma unroll
+            for (int x = 0; x < BATCH; x++)
+            {
+                const int e = threadIdx.x + (x0 + x) * THREADS, t = e / PER_ROW, col = j0 + (e % PER_ROW) * VEC;
+                raw[x] = t < len && col < dv ? *reinterpret_cast<const uint4*>(v_base + (size_t)t * v_stride + col) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int x = 0; x < BATCH; x++)
+            {
+                const int e = threadIdx.x + (x0 + x) * THREADS, t = e / PER_ROW, c = (e % PER_ROW) * VEC;
+                float4* dst = reinterpret_cast<float4*>(&v_s[t][c]);
+                if constexpr (is_bf16)
+                {
+                    const unsigned w[4] = {raw[x].x, raw[x].y, raw[x].z, raw[x].w};
+                    float f[8];
+#pragma unroll
+                    for (int h = 0; h < 4; h++)
+                    {
+                        f[2 * h] = __uint_as_float(w[h] << 16);          // bf16 → float is exact: the bits on top
+                        f[2 * h + 1] = __uint_as_float(w[h] & 0xffff0000u);
+                    }
+                    dst[0] = make_float4(f[0], f[1], f[2], f[3]);
+                    dst[1] = make_float4(f[4], f[5], f[6], f[7]);
+                }
+                else
+                    dst[0] = make_float4(__uint_as_float(raw[x].x), __uint_as_float(raw[x].y), __uint_as_float(raw[x].z),
+                                         __uint_as_float(raw[x].w));
+            }
         }
     }
-    part_s[sub][ii] = part;
+    else
+    {
+        constexpr int COUNT = C * STATE_TJ / THREADS, BATCH = 16;
+#pragma unroll 1
+        for (int x0 = 0; x0 < COUNT; x0 += BATCH)
+        {
+            float vl[BATCH];
+#pragma unroll
+            for (int x = 0; x < BATCH; x++)
+            {
+                const int e = threadIdx.x + (x0 + x) * THREADS, t = e / STATE_TJ, col = j0 + e % STATE_TJ;
+                vl[x] = t < len && col < dv ? to_float(v_base[(size_t)t * v_stride + col]) : 0.0f;
+            }
+#pragma unroll
+            for (int x = 0; x < BATCH; x++)
+            {
+                const int e = threadIdx.x + (x0 + x) * THREADS;
+                v_s[e / STATE_TJ][e % STATE_TJ] = vl[x];
+            }
+        }
+    }
     __syncthreads();
     double b = 0.0, total = 0.0; // b: the cumulative sum before this sub-chunk; total: b_last
 #pragma unroll
@@ -92,6 +169,7 @@ static __device__ void gla_chunk_state(const T* __restrict__ k, const T* __restr
             b += p;
         total += p;
     }
+#pragma unroll
     for (int tt = 0; tt < SUB; tt++)
     {
         const int t = sub * SUB + tt;
@@ -99,36 +177,38 @@ static __device__ void gla_chunk_state(const T* __restrict__ k, const T* __restr
         if (t < len && i < dk)
         {
             if (g_base != nullptr)
-                b += g_base[(size_t)t * k_stride + i];
-            weighted = to_float(k_base[(size_t)t * k_stride + i]) * expf((float)(total - b)); // exponent ≤ 0
+                b += gl[tt];
+            weighted = kl[tt] * expf((float)(total - b)); // exponent ≤ 0
         }
         kd_s[t][ii] = weighted;
     }
     if (sub == 0 && j0 == 0 && i < dk)
         chunk_decay[((size_t)bh * chunks + chunk) * dk + i] = expf((float)total);
-
-    for (int e = threadIdx.x; e < C * TILE; e += THREADS)
-    {
-        const int t = e / TILE, jj = e % TILE;
-        v_s[t][jj] = t < len && j0 + jj < dv ? to_float(v_base[(size_t)t * v_stride + j0 + jj]) : 0.0f;
-    }
     __syncthreads();
 
-    // U tile: thread (ty, tx) owns rows i0 + 4ty … +3 and columns j0 + 4tx … +3.
+    // U tile: thread (ty, tx) owns rows i0 + 4ty … +3 and the columns j0 + 4tx + 64c … +3, c = 0 … 3 (each 16-byte
+    // shared load of a warp's 16 tx covers 256 contiguous bytes).
     const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    float acc[4][4] = {};
+    float acc[4][16] = {};
+#pragma unroll 4
     for (int t = 0; t < C; t++)
     {
         const float4 kq = *reinterpret_cast<const float4*>(&kd_s[t][ty * 4]);
-        const float4 vq = *reinterpret_cast<const float4*>(&v_s[t][tx * 4]);
-        const float ka[4] = {kq.x, kq.y, kq.z, kq.w}, va[4] = {vq.x, vq.y, vq.z, vq.w};
+        const float ka[4] = {kq.x, kq.y, kq.z, kq.w};
 #pragma unroll
-        for (int a = 0; a < 4; a++)
+        for (int c = 0; c < 4; c++)
+        {
+            const float4 vq = *reinterpret_cast<const float4*>(&v_s[t][tx * 4 + 64 * c]);
+            const float va[4] = {vq.x, vq.y, vq.z, vq.w};
 #pragma unroll
-            for (int c = 0; c < 4; c++)
-                acc[a][c] = fmaf(ka[a], va[c], acc[a][c]);
+            for (int a = 0; a < 4; a++)
+#pragma unroll
+                for (int y = 0; y < 4; y++)
+                    acc[a][4 * c + y] = fmaf(ka[a], va[y], acc[a][4 * c + y]);
+        }
     }
     float* out = chunk_states + ((size_t)bh * chunks + chunk) * dk * dv;
+    const bool vector_out = dv % 4 == 0;
 #pragma unroll
     for (int a = 0; a < 4; a++)
     {
@@ -138,21 +218,32 @@ static __device__ void gla_chunk_state(const T* __restrict__ k, const T* __restr
 #pragma unroll
         for (int c = 0; c < 4; c++)
         {
-            const int col = j0 + tx * 4 + c;
-            if (col < dv)
-                out[(size_t)row * dv + col] = acc[a][c];
+            const int col = j0 + tx * 4 + 64 * c;
+            if (vector_out)
+            {
+                if (col < dv)
+                    *reinterpret_cast<float4*>(out + (size_t)row * dv + col) =
+                        make_float4(acc[a][4 * c], acc[a][4 * c + 1], acc[a][4 * c + 2], acc[a][4 * c + 3]);
+            }
+            else
+            {
+#pragma unroll
+                for (int y = 0; y < 4; y++)
+                    if (col + y < dv)
+                        out[(size_t)row * dv + col + y] = acc[a][4 * c + y];
+            }
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) gla_chunk_state_f32(const float* k, const float* v, const float* g, float* chunk_states,
+extern "C" __global__ void __launch_bounds__(256, 2) gla_chunk_state_f32(const float* k, const float* v, const float* g, float* chunk_states,
                                                                      float* chunk_decay, int rows, int kv_heads, int head_k_dim,
                                                                      int head_v_dim)
 {
     gla_chunk_state(k, v, g, chunk_states, chunk_decay, rows, kv_heads, head_k_dim, head_v_dim);
 }
 
-extern "C" __global__ void __launch_bounds__(256) gla_chunk_state_bf16(const bf16_t* k, const bf16_t* v, const float* g, float* chunk_states,
+extern "C" __global__ void __launch_bounds__(256, 2) gla_chunk_state_bf16(const bf16_t* k, const bf16_t* v, const float* g, float* chunk_states,
                                                                       float* chunk_decay, int rows, int kv_heads, int head_k_dim,
                                                                       int head_v_dim)
 {
@@ -165,7 +256,7 @@ extern "C" __global__ void __launch_bounds__(256) gla_chunk_state_bf16(const bf1
 // of one (batch, kv head) and walks the chunks in order: S_{c+1} = exp(b_last,c)[i] · S_c + U_c, replacing U_c in
 // chunk_states by S_c (the state before chunk c, what pass 3 reads) and writing the state after the last chunk back
 // to `state`. Sixteen chunks' loads are issued before their dependent updates.
-extern "C" __global__ void __launch_bounds__(256) gla_state_scan_f32(float* chunk_states, const float* chunk_decay, float* state, int chunks,
+extern "C" __global__ void __launch_bounds__(256, 4) gla_state_scan_f32(float* chunk_states, const float* chunk_decay, float* state, int chunks,
                                                                     int head_k_dim, int head_v_dim)
 {
     constexpr int BATCH = 16;
@@ -207,8 +298,11 @@ extern "C" __global__ void __launch_bounds__(256) gla_state_scan_f32(float* chun
 //   bsub  double [NSUB][dkp]   the log-gate sum of each sub-chunk
 //   qd    float  [C][dkp + 1]  scale · q_t ⊙ exp(b_t), the inter-chunk query
 //   a     float  [C][C + 1]    (the kernel lays qd out with row stride dkp + 4 over the qd and a regions)
-//   work  float  [5·C·PAD + PAIRS·BK]  the per-step tiles of the A phase, then the intra-chunk weights A
-//                              ([C][C + 4], zero above the diagonal) and the output phase's tiles
+//   work  float  [max(5·C·PAD + PAIRS·BK, C·(C + 4) + (BK + C)·(BV + 4))]  the per-step tiles of the A phase, then
+//                              the intra-chunk weights A ([C][C + 4], zero above the diagonal) and the output phase's
+//                              tiles (rows padded to BV + 4), then one more S_c tile ([BK][BV + 4]): S_c streams
+//                              through three such slots (cp.async, two tiles ahead), the third being the a region's
+//                              62·C floats that qd leaves free
 // CudaOps.GlaOutputSharedBytes computes the same total.
 struct gla_output_layout
 {
@@ -222,7 +316,7 @@ struct gla_output_layout
         a = (a + 15) / 16 * 16;
         work = a + C * (C + 1) * 4;
         work = (work + 15) / 16 * 16;
-        total = work + (5 * C * PAD + PAIRS * BK) * 4;
+        total = work + (max(5 * C * PAD + PAIRS * BK, C * (C + 4) + (BK + C) * (BV + 4)) + BK * (BV + 4)) * 4;
     }
 };
 
@@ -264,12 +358,23 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     float* k_dec = q_dec + C * PAD;    // k_s[i] exp(B_{j(s)}[i] − b_s[i])
     float* pair_f = k_dec + C * PAD;   // [PAIRS][BK]: exp(B_{jt−1}[i] − B_{js}[i]) for js < jt
     // The output phase's tiles, over the same memory:
-    float* s_tile = work + C * A_STRIDE;  // [BK][BV] rows of S_c
-    float* v_tile = s_tile + BK * BV;     // [C][BV] rows of v
-    float* o_tile = s_tile;               // [C][BV + 4] the output block before it is stored (bf16: tensor cores)
+    constexpr int T_LD = BV + 4;          // row stride of the output phase's tiles (staggers wmma's row loads over the banks)
+    float* s_tile = work + C * A_STRIDE;  // [BK][T_LD] rows of S_c (slot 2; overlays the A phase's tiles)
+    float* v_tile = s_tile + BK * T_LD;   // [C][T_LD] rows of v
+    float* o_tile = v_tile;               // [C][T_LD] the output block before it is stored (bf16: tensor cores)
+    // S_c tiles n = 0, 1, 2, … stream through slots n % 3: slot 0 behind qd in the a region, slot 1 after the work
+    // region, slot 2 s_tile. Slots 0 and 1 are free during the A phase, so the first two tiles load under it.
+    float* const slot0 = qd + C * qd_stride;
+    float* const slot1 = work + max(C * A_STRIDE + (BK + C) * T_LD, 5 * C * PAD + PAIRS * BK);
+    auto s_slot = [&](int n) { const int m = n % 3; return m == 0 ? slot0 : m == 1 ? slot1 : s_tile; };
 
-    const int chunk = blockIdx.x, chunks = gridDim.x, head = blockIdx.y, batch = blockIdx.z;
+    // blockIdx.y = head · splits + part: the value columns are cut into `splits` ranges of whole BV steps, one per block
+    // (each block rebuilds A for its chunk; splits = gridDim.y / heads, 1 when the grid has one block per head).
+    const int splits = gridDim.y / heads;
+    const int chunk = blockIdx.x, chunks = gridDim.x, head = blockIdx.y / splits, part = blockIdx.y % splits, batch = blockIdx.z;
     const int kh = head / (heads / kv_heads);
+    const int col_steps = ceil_div(ceil_div(dv, BV), splits);
+    const int j_begin = part * col_steps * BV, j_end = min(dv, j_begin + col_steps * BV);
     const int t0 = chunk * C, len = min(C, rows - t0);
     const size_t q_stride = (size_t)heads * dk, k_stride = (size_t)kv_heads * dk, v_stride = (size_t)kv_heads * dv,
                  o_stride = (size_t)heads * dv;
@@ -279,6 +384,43 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     const float* g_base = g == nullptr ? nullptr : g + ((size_t)batch * rows + t0) * k_stride + (size_t)kh * dk;
     const float* s_c = chunk_states + (((size_t)batch * kv_heads + kh) * chunks + chunk) * dk * dv;
     T* o_base = o + ((size_t)batch * rows + t0) * o_stride + (size_t)head * dv;
+
+    // S_c tile n (column step n / steps_i, key rows (n % steps_i)·BK …) → slot n % 3, by cp.async (zero-filled outside
+    // d_k × d_v; 16-byte copies when d_v allows). One commit group per tile, empty past the last.
+    const int steps_i = dkp / BK, n_tiles = ceil_div(j_end - j_begin, BV) * steps_i;
+    const bool s_vector = dv % 4 == 0;
+    auto issue_s = [&](int n) {
+        if (n < n_tiles)
+        {
+            const int j0 = j_begin + (n / steps_i) * BV, i0 = (n % steps_i) * BK;
+            float* slot = s_slot(n);
+            if (s_vector)
+            {
+#pragma unroll
+                for (int x = 0; x < BK * BV / 4 / THREADS; x++)
+                {
+                    const int e = threadIdx.x + x * THREADS, ii = e / (BV / 4), jj = (e % (BV / 4)) * 4;
+                    const bool ok = i0 + ii < dk && j0 + jj < dv;
+                    cp_async_16(slot + ii * T_LD + jj, ok ? s_c + (size_t)(i0 + ii) * dv + j0 + jj : s_c, ok);
+                }
+            }
+            else
+            {
+#pragma unroll
+                for (int x = 0; x < BK * BV / THREADS; x++)
+                {
+                    const int e = threadIdx.x + x * THREADS, ii = e / BV, jj = e % BV;
+                    const bool ok = i0 + ii < dk && j0 + jj < dv;
+                    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(shared_address(slot + ii * T_LD + jj)),
+                                 "l"(ok ? s_c + (size_t)(i0 + ii) * dv + j0 + jj : s_c), "r"(ok ? 4 : 0)
+                                 : "memory");
+                }
+            }
+        }
+        cp_async_commit();
+    };
+    issue_s(0);
+    issue_s(1);
 
     // Sub-chunk sums of the log-gates (float64), then their running sums B_j.
     for (int p = threadIdx.x; p < NSUB * dkp; p += THREADS)
@@ -326,15 +468,26 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
             const bool in_dk = i < dk;
             const double before = j > 0 ? bend[(j - 1) * dkp + i] : 0.0;
             const double sub_total = bsub[j * dkp + i];
-            double r = 0.0;
+            // the 48 loads first (one memory latency per step, not one per token)
+            float ql[SUB], kl[SUB], gl[SUB];
+#pragma unroll
             for (int tt = 0; tt < SUB; tt++)
             {
                 const int t = j * SUB + tt;
                 const bool valid = in_dk && t < len;
-                const float qv = valid ? to_float(q_base[(size_t)t * q_stride + i]) : 0.0f;
-                const float kv = valid ? to_float(k_base[(size_t)t * k_stride + i]) : 0.0f;
+                ql[tt] = valid ? to_float(q_base[(size_t)t * q_stride + i]) : 0.0f;
+                kl[tt] = valid ? to_float(k_base[(size_t)t * k_stride + i]) : 0.0f;
+                gl[tt] = valid && g_base != nullptr ? g_base[(size_t)t * k_stride + i] : 0.0f;
+            }
+            double r = 0.0;
+#pragma unroll
+            for (int tt = 0; tt < SUB; tt++)
+            {
+                const int t = j * SUB + tt;
+                const bool valid = in_dk && t < len;
+                const float qv = ql[tt], kv = kl[tt];
                 if (valid && g_base != nullptr)
-                    r += g_base[(size_t)t * k_stride + i];
+                    r += gl[tt];
                 const float rf = (float)r;
                 q_raw[t * PAD + ii] = qv;
                 k_raw[t * PAD + ii] = kv;
@@ -394,27 +547,45 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     }
     __syncthreads();
 
+    // ---- o = qd S_c + A v, by BV value dimensions at a time (this block's columns j_begin … j_end − 1). The S_c tiles
+    // arrive by cp.async two tiles ahead of the products (issue_s above); the v tile in one batch of loads.
+    constexpr int V_PER = C * BV / THREADS;
+    auto fill_v = [&](int j0) {
+        float vl[V_PER];
+#pragma unroll
+        for (int x = 0; x < V_PER; x++)
+        {
+            const int e = threadIdx.x + x * THREADS, s = e / BV, jj = e % BV;
+            vl[x] = s < len && j0 + jj < dv ? to_float(v_base[(size_t)s * v_stride + j0 + jj]) : 0.0f;
+        }
+#pragma unroll
+        for (int x = 0; x < V_PER; x++)
+        {
+            const int e = threadIdx.x + x * THREADS;
+            v_tile[(e / BV) * T_LD + e % BV] = vl[x];
+        }
+    };
+
     if constexpr (std::is_same<T, bf16_t>::value)
     {
         // bf16: o = qd S_c + A v on the tensor cores (tf32 inputs, float32 accumulation). Warp w owns the 16-token rows
         // 16(w / 2) … and two 16-column tiles of each BV-wide column step; A v stops at the diagonal block.
         using namespace nvcuda;
         const int warp = threadIdx.x / 32, rt = warp / 2, ct0 = (warp % 2) * 2;
-        for (int j0 = 0; j0 < dv; j0 += BV)
+        int n = 0; // the S_c tile
+        for (int j0 = j_begin; j0 < j_end; j0 += BV)
         {
             wmma::fragment<wmma::accumulator, 16, 16, 8, float> out[2];
             wmma::fill_fragment(out[0], 0.0f);
             wmma::fill_fragment(out[1], 0.0f);
             wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
             wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
-            for (int i0 = 0; i0 < dkp; i0 += BK)
+            for (int i0 = 0; i0 < dkp; i0 += BK, n++)
             {
-                for (int e = threadIdx.x; e < BK * BV; e += THREADS)
-                {
-                    const int ii = e / BV, jj = e % BV;
-                    s_tile[e] = i0 + ii < dk && j0 + jj < dv ? s_c[(size_t)(i0 + ii) * dv + j0 + jj] : 0.0f;
-                }
+                cp_async_wait<1>(); // tile n has landed (only tile n + 1 may still be in flight)
                 __syncthreads();
+                issue_s(n + 2);     // into the slot of tile n − 1, which every warp has finished with
+                const float* s_cur = s_slot(n);
 #pragma unroll
                 for (int kk = 0; kk < BK; kk += 8)
                 {
@@ -425,20 +596,15 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
 #pragma unroll
                     for (int c = 0; c < 2; c++)
                     {
-                        wmma::load_matrix_sync(fb, s_tile + kk * BV + (ct0 + c) * 16, BV);
+                        wmma::load_matrix_sync(fb, s_cur + kk * T_LD + (ct0 + c) * 16, T_LD);
 #pragma unroll
                         for (int x = 0; x < fb.num_elements; x++)
                             fb.x[x] = wmma::__float_to_tf32(fb.x[x]);
                         wmma::mma_sync(out[c], fa, fb, out[c]);
                     }
                 }
-                __syncthreads();
             }
-            for (int e = threadIdx.x; e < C * BV; e += THREADS)
-            {
-                const int s = e / BV, jj = e % BV;
-                v_tile[e] = s < len && j0 + jj < dv ? to_float(v_base[(size_t)s * v_stride + j0 + jj]) : 0.0f;
-            }
+            fill_v(j0);
             __syncthreads();
             for (int kk = 0; kk < (rt + 1) * 16; kk += 8) // A is zero past the diagonal block
             {
@@ -449,46 +615,45 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
 #pragma unroll
                 for (int c = 0; c < 2; c++)
                 {
-                    wmma::load_matrix_sync(fb, v_tile + kk * BV + (ct0 + c) * 16, BV);
+                    wmma::load_matrix_sync(fb, v_tile + kk * T_LD + (ct0 + c) * 16, T_LD);
 #pragma unroll
                     for (int x = 0; x < fb.num_elements; x++)
                         fb.x[x] = wmma::__float_to_tf32(fb.x[x]);
                     wmma::mma_sync(out[c], fa, fb, out[c]);
                 }
             }
-            __syncthreads(); // o_tile overlays s_tile and v_tile
+            __syncthreads(); // o_tile overlays v_tile
 #pragma unroll
             for (int c = 0; c < 2; c++)
-                wmma::store_matrix_sync(o_tile + rt * 16 * (BV + 4) + (ct0 + c) * 16, out[c], BV + 4, wmma::mem_row_major);
+                wmma::store_matrix_sync(o_tile + rt * 16 * T_LD + (ct0 + c) * 16, out[c], T_LD, wmma::mem_row_major);
             __syncthreads();
             for (int e = threadIdx.x; e < C * BV; e += THREADS)
             {
                 const int t = e / BV, jj = e % BV;
                 if (t < len && j0 + jj < dv)
-                    o_base[(size_t)t * o_stride + j0 + jj] = from_float<T>(o_tile[t * (BV + 4) + jj]);
+                    o_base[(size_t)t * o_stride + j0 + jj] = from_float<T>(o_tile[t * T_LD + jj]);
             }
-            __syncthreads(); // s_tile and v_tile are rewritten by the next column step
+            __syncthreads(); // v_tile is rewritten by the next column step
         }
+        cp_async_wait<0>();
         return;
     }
 
-    // ---- float32: o = qd S_c + A v, by BV value dimensions at a time; thread (ty, tx) owns tokens 4ty … +3, columns
-    // 4tx … +3.
+    // ---- float32: the exact FMA loop; thread (ty, tx) owns tokens 4ty … +3, columns 4tx … +3.
     const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    for (int j0 = 0; j0 < dv; j0 += BV)
+    int n = 0; // the S_c tile
+    for (int j0 = j_begin; j0 < j_end; j0 += BV)
     {
         float out[4][4] = {};
-        for (int i0 = 0; i0 < dkp; i0 += BK)
+        for (int i0 = 0; i0 < dkp; i0 += BK, n++)
         {
-            for (int e = threadIdx.x; e < BK * BV; e += THREADS)
-            {
-                const int ii = e / BV, jj = e % BV;
-                s_tile[e] = i0 + ii < dk && j0 + jj < dv ? s_c[(size_t)(i0 + ii) * dv + j0 + jj] : 0.0f;
-            }
+            cp_async_wait<1>();
             __syncthreads();
+            issue_s(n + 2);
+            const float* s_cur = s_slot(n);
             for (int ii = 0; ii < BK; ii++)
             {
-                const float4 sq = *reinterpret_cast<const float4*>(&s_tile[ii * BV + tx * 4]);
+                const float4 sq = *reinterpret_cast<const float4*>(&s_cur[ii * T_LD + tx * 4]);
                 const float sv[4] = {sq.x, sq.y, sq.z, sq.w};
 #pragma unroll
                 for (int x = 0; x < 4; x++)
@@ -499,18 +664,13 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
                         out[x][y] = fmaf(qv, sv[y], out[x][y]);
                 }
             }
-            __syncthreads();
         }
-        for (int e = threadIdx.x; e < C * BV; e += THREADS)
-        {
-            const int s = e / BV, jj = e % BV;
-            v_tile[e] = s < len && j0 + jj < dv ? to_float(v_base[(size_t)s * v_stride + j0 + jj]) : 0.0f;
-        }
+        fill_v(j0);
         __syncthreads();
         const int s_end = ty * 4 + 4; // A is zero past the diagonal
         for (int s = 0; s < s_end; s++)
         {
-            const float4 vq = *reinterpret_cast<const float4*>(&v_tile[s * BV + tx * 4]);
+            const float4 vq = *reinterpret_cast<const float4*>(&v_tile[s * T_LD + tx * 4]);
             const float vv[4] = {vq.x, vq.y, vq.z, vq.w};
 #pragma unroll
             for (int x = 0; x < 4; x++)
@@ -535,18 +695,19 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
                     o_base[(size_t)t * o_stride + col] = from_float<T>(out[x][y]);
             }
         }
-        __syncthreads(); // v_tile and s_tile are rewritten by the next column step
+        __syncthreads(); // v_tile is rewritten by the next column step
     }
+    cp_async_wait<0>();
 }
 
-extern "C" __global__ void __launch_bounds__(256) gla_chunk_output_f32(const float* q, const float* k, const float* v, const float* g,
+extern "C" __global__ void __launch_bounds__(256, 2) gla_chunk_output_f32(const float* q, const float* k, const float* v, const float* g,
                                                                       const float* chunk_states, float* o, int rows, int heads,
                                                                       int kv_heads, int head_k_dim, int head_v_dim, float scale)
 {
     gla_chunk_output(q, k, v, g, chunk_states, o, rows, heads, kv_heads, head_k_dim, head_v_dim, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(256) gla_chunk_output_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, const float* g,
+extern "C" __global__ void __launch_bounds__(256, 2) gla_chunk_output_bf16(const bf16_t* q, const bf16_t* k, const bf16_t* v, const float* g,
                                                                        const float* chunk_states, bf16_t* o, int rows, int heads,
                                                                        int kv_heads, int head_k_dim, int head_v_dim, float scale)
 {

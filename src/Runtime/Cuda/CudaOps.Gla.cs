@@ -12,6 +12,15 @@ public sealed partial class CudaOps
 
     private const int GlaThreads = 256;
 
+    /// <summary>Value columns of one gla_chunk_state block (gla::STATE_TJ in native/gla.cu).</summary>
+    private const int GlaStateColumns = 256;
+
+    /// <summary>
+    /// Dynamic shared memory of gla_chunk_state (gla::STATE_SHARED): the float64 sub-chunk sums of 64 key rows, the
+    /// decayed keys (64 tokens × 64 key rows) and the v tile (64 tokens × 256 value columns), float32.
+    /// </summary>
+    public const int GlaStateSharedBytes = 4 * 64 * 8 + GlaChunk * 64 * 4 + GlaChunk * GlaStateColumns * 4;
+
     /// <summary>
     /// Dynamic shared memory of gla_chunk_output for a key head dimension (gla_output_layout in native/gla.cu):
     /// float64 sub-chunk sums and ends, the inter-chunk queries, the intra-chunk weights and the per-step tiles.
@@ -23,7 +32,25 @@ public sealed partial class CudaOps
         bytes = (bytes + 15) / 16 * 16;
         bytes += GlaChunk * (GlaChunk + 1) * 4;
         bytes = (bytes + 15) / 16 * 16;
-        return bytes + (5 * GlaChunk * 33 + 6 * 32) * 4;
+        // the A phase's tiles, or A and the output phase's tiles (rows of 64 + 4 floats), whichever is larger, then a
+        // third 32 × 68 slot of the S_c stream
+        return bytes + (Math.Max(5 * GlaChunk * 33 + 6 * 32, GlaChunk * (GlaChunk + 4) + (32 + GlaChunk) * 68) + 32 * 68) * 4;
+    }
+
+    /// <summary>
+    /// Column splits of gla_chunk_output: blocks per (chunk, query head, sequence), each taking a range of whole 64-column
+    /// steps of d_v. Splitting repeats the intra-chunk weights A in every block, so it pays only while the grid does not
+    /// fill the machine: at most 2·multiprocessors blocks in all (two fit on one), at most 4 and at most the column steps.
+    /// </summary>
+    private int GlaOutputSplits(int chunks, int heads, int batch, int headVDim)
+    {
+        long blocks = (long)chunks * heads * batch;
+        long fit = 2L * _context.MultiprocessorCount / Math.Max(1, blocks);
+        int steps = (headVDim + 63) / 64;
+        int splits = (int)Math.Clamp(fit, 1, Math.Min(4, steps));
+        while (splits > 1 && (long)heads * splits > 65535)
+            splits--;
+        return splits;
     }
 
     /// <summary>
@@ -65,7 +92,7 @@ public sealed partial class CudaOps
     /// BFloat16); logGates (batch, rows, kvHeads, d_k) float32 log α ≤ 0, or null for α ≡ 1 (linear attention);
     /// state (batch, kvHeads, d_k, d_v) float32, GlaState.S's layout, advanced in place; o (batch, rows, heads, d_v) of T.
     /// Three launches: each chunk's contribution (all chunks at once), the scan over the chunks' states, each chunk's
-    /// outputs (all chunks at once); arithmetic float32 (bf16: the output products on the tensor cores with tf32 inputs
+    /// outputs (all chunks at once, the value columns split over several blocks when the grid is small); arithmetic float32 (bf16: the output products on the tensor cores with tf32 inputs
     /// and float32 accumulation; the state stays float32), cumulative log-gates float64. d_k ≤ 256.
     /// </summary>
     public void GlaChunkPrefill<T>(CudaDeviceVariable<T> q, CudaDeviceVariable<T> k, CudaDeviceVariable<T> v, CudaDeviceVariable<float>? logGates,
@@ -94,17 +121,18 @@ public sealed partial class CudaOps
         DevicePointer<float> gates = logGates;
         uint bh = (uint)(batch * kvHeads);
 
-        // 1. U_c and exp(b_last) of every chunk: 64 × 64 tiles of the (d_k, d_v) state per block.
-        var stateGrid = new Dim3((uint)plan.Chunks, CeilDiv(headKDim, 64) * CeilDiv(headVDim, 64), bh);
+        // 1. U_c and exp(b_last) of every chunk: 64 × 256 tiles of the (d_k, d_v) state per block.
+        var stateGrid = new Dim3((uint)plan.Chunks, CeilDiv(headKDim, 64) * CeilDiv(headVDim, GlaStateColumns), bh);
         if (f32)
-            Gla.GlaChunkStateF32(stateGrid, GlaThreads, 0, stream, F32(k), F32(v), gates, chunkStates, chunkDecay, rows, kvHeads, headKDim, headVDim);
+            Gla.GlaChunkStateF32(stateGrid, GlaThreads, GlaStateSharedBytes, stream, F32(k), F32(v), gates, chunkStates, chunkDecay, rows, kvHeads, headKDim, headVDim);
         else
-            Gla.GlaChunkStateBf16(stateGrid, GlaThreads, 0, stream, Bf16(k), Bf16(v), gates, chunkStates, chunkDecay, rows, kvHeads, headKDim, headVDim);
+            Gla.GlaChunkStateBf16(stateGrid, GlaThreads, GlaStateSharedBytes, stream, Bf16(k), Bf16(v), gates, chunkStates, chunkDecay, rows, kvHeads, headKDim, headVDim);
         // 2. The states at the chunk starts, one thread per state element; the final state back into `state`.
         Gla.GlaStateScanF32(new Dim3(CeilDiv((long)headKDim * headVDim, GlaThreads), bh), GlaThreads, 0, stream,
             chunkStates, chunkDecay, state, plan.Chunks, headKDim, headVDim);
-        // 3. The outputs of every (chunk, query head, sequence).
-        var outputGrid = new Dim3((uint)plan.Chunks, (uint)heads, (uint)batch);
+        // 3. The outputs of every (chunk, query head, sequence); when that is under one block per two multiprocessors'
+        // worth (two blocks fit on one), the value columns are split over up to 4 blocks (each rebuilds A).
+        var outputGrid = new Dim3((uint)plan.Chunks, (uint)(heads * GlaOutputSplits(plan.Chunks, heads, batch, headVDim)), (uint)batch);
         int shared = GlaOutputSharedBytes(headKDim);
         if (f32)
             Gla.GlaChunkOutputF32(outputGrid, GlaThreads, shared, stream, F32(q), F32(k), F32(v), gates, chunkStates, F32(o), rows, heads, kvHeads, headKDim, headVDim, s);

@@ -110,11 +110,13 @@ public sealed unsafe partial class CudaOps : IDisposable
         AllowSharedMemory(kernels.AttentionDecodeD128F16Kernel, DecodeSharedBytes(128));
     });
 
-    /// <summary>The launchers of native/gla.cu, loaded on first use (the output kernels opted in to their shared memory).</summary>
+    /// <summary>The launchers of native/gla.cu, loaded on first use (the state and output kernels opted in to their shared memory).</summary>
     public CudaGlaKernels Gla => _gla ?? Load(ref _gla, CudaGlaKernels.Load, kernels =>
     {
         AllowSharedMemory(kernels.GlaChunkOutputF32Kernel, GlaOutputSharedBytes(MaxGlaHeadKDim));
         AllowSharedMemory(kernels.GlaChunkOutputBf16Kernel, GlaOutputSharedBytes(MaxGlaHeadKDim));
+        AllowSharedMemory(kernels.GlaChunkStateF32Kernel, GlaStateSharedBytes);
+        AllowSharedMemory(kernels.GlaChunkStateBf16Kernel, GlaStateSharedBytes);
     });
 
     private TKernels Load<TKernels>(ref TKernels? field, Func<CudaContext, TKernels> load, Action<TKernels>? configure) where TKernels : class

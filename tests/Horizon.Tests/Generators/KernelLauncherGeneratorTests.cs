@@ -180,7 +180,7 @@ public class KernelLauncherGeneratorTests
         Assert.That(run.Diagnostics, Is.Empty);
         Assert.That(GeneratorHarness.CompileProblems(output), Is.Empty);
         // Every definition with C linkage in the sources, found by a plain pattern, has exactly one launcher.
-        var definitions = new Regex(@"extern ""C"" __global__ void(?: __launch_bounds__\(\d+\))? (\w+)\(");
+        var definitions = new Regex(@"extern ""C"" __global__ void(?: __launch_bounds__\(\d+(?:, *\d+)?\))? (\w+)\(");
         var expected = files.SelectMany(f => definitions.Matches(f.Item2).Select(m => (Path.GetFileNameWithoutExtension(f.Item1), m.Groups[1].Value)))
             .OrderBy(k => k.Item1, StringComparer.Ordinal).ToArray();
         Assert.That(CudaKernelCatalog.All.Select(k => (k.Module, k.Name)).ToArray(), Is.EquivalentTo(expected), "the runtime's generated catalog");
