@@ -65,7 +65,13 @@ public static class Program
 
             using var loaded = ModelRegistry.Load(result.GetValue(model)!, GenerateSupport.ParseDevice(result.GetValue(device)!));
             int? padding = result.GetValue(firstBlockPadding);
-            if (padding is not null && loaded.CreateState(1) is not IBlockModelState)
+            bool twoLevel;
+            {
+                var probe = loaded.CreateState(1);
+                twoLevel = probe is IBlockModelState;
+                (probe as IDisposable)?.Dispose();
+            }
+            if (padding is not null && !twoLevel)
                 throw new HorizonException($"--first-block-padding applies to two-level models only; {loaded.Info.Architecture} has no blocks");
             var score = Scoring.Score(loaded, ids, firstBlockPadding: padding);
             WriteScore(score);

@@ -94,6 +94,8 @@ public static class Scoring
         finally
         {
             ArrayPool<float>.Shared.Return(logits);
+            // A device state (CUDA) holds device memory the GC does not see: give it back now.
+            (state as IDisposable)?.Dispose();
         }
         return new ScoreResult(ids, logProbs);
     }

@@ -154,7 +154,8 @@ public sealed class CudaCausalLanguageModel : IDeviceSamplingModel
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
-        var arena = new CudaArena(_backend.Context, 64L << 20);
+        // Small blocks: a KV cache larger than one gets a block of its own size, and a short session wastes little.
+        var arena = new CudaArena(_backend.Context, 4L << 20);
         try
         {
             var states = new CudaLayerState?[_layers.Length, 2];
