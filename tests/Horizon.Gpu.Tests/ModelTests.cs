@@ -251,25 +251,12 @@ public class ModelTests
     [Test]
     public void Horizon_generate_runs_the_default_model_on_cuda()
     {
-        var (stdout, stderr) = (new StringWriter(), new StringWriter());
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(stdout);
-        Console.SetError(stderr);
-        int code;
-        try
-        {
-            code = Horizon.Cli.Program.Main(["generate", "And God said", "-m", Repository.Path("models/horizon-kjv"), "--device", "cuda",
-                "--max-tokens", "200", "--greedy", "--no-progress"]);
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-        Log.Write($"horizon generate --device cuda: {stdout.ToString().ReplaceLineEndings(" ").Trim()[..Math.Min(160, stdout.ToString().Trim().Length)]} | {stderr.ToString().ReplaceLineEndings(" | ").Trim()}");
-        Assert.That(code, Is.Zero, stderr.ToString());
-        Assert.That(stdout.ToString().Length, Is.GreaterThan(200));
-        Assert.That(stderr.ToString(), Does.Contain("tok/s"));
+        var (code, stdout, stderr) = RunCli("generate", "And God said", "-m", Repository.Path("models/horizon-kjv"), "--device", "cuda",
+            "--max-tokens", "200", "--greedy", "--no-progress");
+        Log.Write($"horizon generate --device cuda: {stdout.ReplaceLineEndings(" ").Trim()[..Math.Min(160, stdout.Trim().Length)]} | {stderr.ReplaceLineEndings(" | ").Trim()}");
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stdout.Length, Is.GreaterThan(200));
+        Assert.That(stderr, Does.Contain("tok/s"));
     }
 
     /// <summary>
@@ -333,23 +320,29 @@ public class ModelTests
 
     private static double[] ScoreWithCli(string fixture, string tokensFile, string device)
     {
+        var (code, stdout, stderr) = RunCli("score", "-m", Repository.Path(fixture), "--tokens-file", tokensFile, "--device", device);
+        Assert.That(code, Is.Zero, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        return json.RootElement.GetProperty("logprobs").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+    }
+
+    /// <summary>Runs the <c>horizon</c> CLI in this process with its output captured.</summary>
+    private static (int Code, string Stdout, string Stderr) RunCli(params string[] args)
+    {
         var (stdout, stderr) = (new StringWriter(), new StringWriter());
         var (oldOut, oldErr) = (Console.Out, Console.Error);
         Console.SetOut(stdout);
         Console.SetError(stderr);
-        int code;
         try
         {
-            code = Horizon.Cli.Program.Main(["score", "-m", Repository.Path(fixture), "--tokens-file", tokensFile, "--device", device]);
+            int code = Horizon.Cli.Program.Main(args);
+            return (code, stdout.ToString(), stderr.ToString());
         }
         finally
         {
             Console.SetOut(oldOut);
             Console.SetError(oldErr);
         }
-        Assert.That(code, Is.Zero, stderr.ToString());
-        using var json = JsonDocument.Parse(stdout.ToString());
-        return json.RootElement.GetProperty("logprobs").EnumerateArray().Select(e => e.GetDouble()).ToArray();
     }
 
     private static (int[] Tokens, double[] LogProbs) Reference(string fixture)

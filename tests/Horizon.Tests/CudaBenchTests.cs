@@ -11,23 +11,7 @@ namespace Horizon.Tests;
 [NonParallelizable]
 public class CudaBenchTests
 {
-    private static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
-    {
-        var (stdout, stderr) = (new StringWriter(), new StringWriter());
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(stdout);
-        Console.SetError(stderr);
-        try
-        {
-            int code = Horizon.Cli.Program.Main(args);
-            return (code, stdout.ToString(), stderr.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    private static (int ExitCode, string Stdout, string Stderr) Run(params string[] args) => GenerationCliTests.Run(null, args);
 
     [Test]
     public void The_matrix_is_issue_4s()
