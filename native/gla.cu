@@ -38,7 +38,9 @@ constexpr int THREADS = 256;
 constexpr int TILE = 64;       // gla_chunk_state: a TILE × TILE block of the (d_k, d_v) state per block
 constexpr int BK = 32;         // gla_chunk_output: key dimensions per step
 constexpr int BV = 64;         // gla_chunk_output: value dimensions per step
-constexpr int PAD = BK + 1;    // row stride of the per-step tiles (staggers the rows over the banks)
+constexpr int PAD = BK + 1;    // row stride of the per-step tiles, float32 (staggers the rows over the banks)
+constexpr int APAD = BK + 4;   // row stride of the per-step tiles, bf16: 16-byte rows for float4 loads, and the mma
+                               // fragments' (row g, column t) reads land on 32 distinct banks
 constexpr int PAIRS = NSUB * (NSUB - 1) / 2; // (later sub-chunk, earlier sub-chunk) pairs
 }
 
@@ -293,12 +295,29 @@ extern "C" __global__ void __launch_bounds__(256, 4) gla_state_scan_f32(float* c
 
 // ================================================================ pass 3: the outputs of every chunk
 
+// tf32 helpers of gla_chunk_output's bf16 path: x rounded to tf32 (its bits), and D += A·B on one m16n8k8 tile (PTX ISA
+// fragment layout, g = lane / 4, t = lane % 4: a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4); b0 (k t, n g),
+// b1 (k t + 4, n g); d0, d1 (g, 2t, 2t + 1), d2, d3 (g + 8, …)).
+static __device__ __forceinline__ unsigned gla_tf32(float x)
+{
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
+}
+
+static __device__ __forceinline__ void gla_mma_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
 // Byte offsets of gla_chunk_output's dynamic shared memory for a (padded) key dimension dkp, a multiple of BK:
 //   bend  double [NSUB][dkp]   b at the end of each sub-chunk, b_{16j+15} (cumulative from the chunk start)
 //   bsub  double [NSUB][dkp]   the log-gate sum of each sub-chunk
 //   qd    float  [C][dkp + 1]  scale · q_t ⊙ exp(b_t), the inter-chunk query
 //   a     float  [C][C + 1]    (the kernel lays qd out with row stride dkp + 4 over the qd and a regions)
-//   work  float  [max(5·C·PAD + PAIRS·BK, C·(C + 4) + (BK + C)·(BV + 4))]  the per-step tiles of the A phase, then
+//   work  float  [max(5·C·APAD + PAIRS·BK, C·(C + 4) + (BK + C)·(BV + 4))]  the per-step tiles of the A phase, then
 //                              the intra-chunk weights A ([C][C + 4], zero above the diagonal) and the output phase's
 //                              tiles (rows padded to BV + 4), then one more S_c tile ([BK][BV + 4]): S_c streams
 //                              through three such slots (cp.async, two tiles ahead), the third being the a region's
@@ -316,7 +335,7 @@ struct gla_output_layout
         a = (a + 15) / 16 * 16;
         work = a + C * (C + 1) * 4;
         work = (work + 15) / 16 * 16;
-        total = work + (max(5 * C * PAD + PAIRS * BK, C * (C + 4) + (BK + C) * (BV + 4)) + BK * (BV + 4)) * 4;
+        total = work + (max(5 * C * APAD + PAIRS * BK, C * (C + 4) + (BK + C) * (BV + 4)) + BK * (BV + 4)) * 4;
     }
 };
 
@@ -350,13 +369,15 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     // once the A phase is done, in front of the output phase's tiles (the total stays gla_output_layout's).
     const int qd_stride = dkp + 4;
     constexpr int A_STRIDE = C + 4;
-    // The A phase's tiles (C × PAD each) and the sub-chunk pair factors:
+    constexpr bool is_bf16 = std::is_same<T, bf16_t>::value;
+    constexpr int PADT = is_bf16 ? APAD : PAD; // row stride of the A phase's tiles
+    // The A phase's tiles (C × PADT each) and the sub-chunk pair factors:
     float* q_raw = work;               // q_t[i]
-    float* k_raw = q_raw + C * PAD;    // k_s[i]
-    float* r_t = k_raw + C * PAD;      // r_t[i] = b_t[i] − B_{j(t)−1}[i]
-    float* q_dec = r_t + C * PAD;      // q_t[i] exp(r_t[i])
-    float* k_dec = q_dec + C * PAD;    // k_s[i] exp(B_{j(s)}[i] − b_s[i])
-    float* pair_f = k_dec + C * PAD;   // [PAIRS][BK]: exp(B_{jt−1}[i] − B_{js}[i]) for js < jt
+    float* k_raw = q_raw + C * PADT;   // k_s[i]
+    float* r_t = k_raw + C * PADT;     // r_t[i] = b_t[i] − B_{j(t)−1}[i]
+    float* q_dec = r_t + C * PADT;     // q_t[i] exp(r_t[i])
+    float* k_dec = q_dec + C * PADT;   // k_s[i] exp(B_{j(s)}[i] − b_s[i])
+    float* pair_f = k_dec + C * PADT;  // [PAIRS][BK]: exp(B_{jt−1}[i] − B_{js}[i]) for js < jt
     // The output phase's tiles, over the same memory:
     constexpr int T_LD = BV + 4;          // row stride of the output phase's tiles (staggers wmma's row loads over the banks)
     float* s_tile = work + C * A_STRIDE;  // [BK][T_LD] rows of S_c (slot 2; overlays the A phase's tiles)
@@ -365,7 +386,7 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     // S_c tiles n = 0, 1, 2, … stream through slots n % 3: slot 0 behind qd in the a region, slot 1 after the work
     // region, slot 2 s_tile. Slots 0 and 1 are free during the A phase, so the first two tiles load under it.
     float* const slot0 = qd + C * qd_stride;
-    float* const slot1 = work + max(C * A_STRIDE + (BK + C) * T_LD, 5 * C * PAD + PAIRS * BK);
+    float* const slot1 = work + max(C * A_STRIDE + (BK + C) * T_LD, 5 * C * APAD + PAIRS * BK);
     auto s_slot = [&](int n) { const int m = n % 3; return m == 0 ? slot0 : m == 1 ? slot1 : s_tile; };
 
     // blockIdx.y = head · splits + part: the value columns are cut into `splits` ranges of whole BV steps, one per block
@@ -422,20 +443,22 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     issue_s(0);
     issue_s(1);
 
-    // Sub-chunk sums of the log-gates (float64), then their running sums B_j.
+    // Sub-chunk sums of the log-gates (float64; the 16 loads first, a missing token adds 0.0: the same sum), then
+    // their running sums B_j.
     for (int p = threadIdx.x; p < NSUB * dkp; p += THREADS)
     {
         const int j = p / dkp, i = p % dkp;
-        double sum = 0.0;
-        if (g_base != nullptr && i < dk)
+        float gv[SUB];
+#pragma unroll
+        for (int tt = 0; tt < SUB; tt++)
         {
-            for (int tt = 0; tt < SUB; tt++)
-            {
-                const int t = j * SUB + tt;
-                if (t < len)
-                    sum += g_base[(size_t)t * k_stride + i];
-            }
+            const int t = j * SUB + tt;
+            gv[tt] = g_base != nullptr && i < dk && t < len ? g_base[(size_t)t * k_stride + i] : 0.0f;
         }
+        double sum = 0.0;
+#pragma unroll
+        for (int tt = 0; tt < SUB; tt++)
+            sum += gv[tt];
         bsub[j * dkp + i] = sum;
     }
     __syncthreads();
@@ -459,41 +482,59 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
     const int dcol = (threadIdx.x / 64) * SUB + (threadIdx.x % 4) * 4;
     const int orow = threadIdx.x / 16, ocol = threadIdx.x % 16;
     float dacc[4] = {}, oacc[PAIRS] = {};
+    // bf16: warp aw < PAIRS owns the off-diagonal block of pair aw = (apt, aps) on the tensor cores (3×tf32: near
+    // float32), its two 16 × 8 halves in pacc; the diagonal blocks stay per element on the CUDA cores, thread x taking
+    // row dr = (x % 64) / 4 of sub-chunk dsub = x / 64 and the columns dc + 4y, dc = x % 4 (rows 0 … 7 of a sub-chunk,
+    // a whole warp, need no column ≥ 8).
+    const int aw = threadIdx.x / 32, gq = (threadIdx.x % 32) / 4, tq = threadIdx.x % 4;
+    const int apt = aw < 1 ? 1 : aw < 3 ? 2 : 3, aps = aw - apt * (apt - 1) / 2;
+    const int dsub = threadIdx.x / 64, dr = (threadIdx.x % 64) / 4, dc = threadIdx.x % 4;
+    float pacc[2][4] = {};
     for (int i0 = 0; i0 < dkp; i0 += BK)
     {
-        if (threadIdx.x < NSUB * BK)
         {
-            // Thread (j, ii): the 16 tokens of sub-chunk j at key dimension i = i0 + ii, in order.
-            const int j = threadIdx.x / BK, ii = threadIdx.x % BK, i = i0 + ii;
+            // Thread (h, j, ii): key dimension i = i0 + ii, tokens 16j + 8h … + 7 of sub-chunk j in order (h = 1 first
+            // sums the sub-chunk's first 8 log-gates, in the same order as h = 0, for its starting r: the same bits).
+            constexpr int HALF = SUB / 2;
+            static_assert(THREADS == 2 * NSUB * BK, "the prologue takes one thread per (half, sub-chunk, key dimension)");
+            const int h = threadIdx.x / (NSUB * BK), j = (threadIdx.x / BK) % NSUB, ii = threadIdx.x % BK, i = i0 + ii;
             const bool in_dk = i < dk;
             const double before = j > 0 ? bend[(j - 1) * dkp + i] : 0.0;
             const double sub_total = bsub[j * dkp + i];
-            // the 48 loads first (one memory latency per step, not one per token)
-            float ql[SUB], kl[SUB], gl[SUB];
+            // the loads first (one memory latency per step, not one per token)
+            float ql[HALF], kl[HALF], gl[HALF], gp[HALF];
 #pragma unroll
-            for (int tt = 0; tt < SUB; tt++)
+            for (int tt = 0; tt < HALF; tt++)
             {
-                const int t = j * SUB + tt;
+                const int t = j * SUB + h * HALF + tt, tp = j * SUB + tt;
                 const bool valid = in_dk && t < len;
                 ql[tt] = valid ? to_float(q_base[(size_t)t * q_stride + i]) : 0.0f;
                 kl[tt] = valid ? to_float(k_base[(size_t)t * k_stride + i]) : 0.0f;
                 gl[tt] = valid && g_base != nullptr ? g_base[(size_t)t * k_stride + i] : 0.0f;
+                gp[tt] = h == 1 && in_dk && tp < len && g_base != nullptr ? g_base[(size_t)tp * k_stride + i] : 0.0f;
             }
             double r = 0.0;
-#pragma unroll
-            for (int tt = 0; tt < SUB; tt++)
+            if (h == 1)
             {
-                const int t = j * SUB + tt;
+#pragma unroll
+                for (int tt = 0; tt < HALF; tt++)
+                    if (in_dk && j * SUB + tt < len && g_base != nullptr)
+                        r += gp[tt];
+            }
+#pragma unroll
+            for (int tt = 0; tt < HALF; tt++)
+            {
+                const int t = j * SUB + h * HALF + tt;
                 const bool valid = in_dk && t < len;
                 const float qv = ql[tt], kv = kl[tt];
                 if (valid && g_base != nullptr)
                     r += gl[tt];
                 const float rf = (float)r;
-                q_raw[t * PAD + ii] = qv;
-                k_raw[t * PAD + ii] = kv;
-                r_t[t * PAD + ii] = rf;
-                q_dec[t * PAD + ii] = qv * expf(rf);                        // exp(b_t − B_{j−1}) ≤ 1
-                k_dec[t * PAD + ii] = kv * expf((float)(sub_total - r));    // exp(B_j − b_t) ≤ 1
+                q_raw[t * PADT + ii] = qv;
+                k_raw[t * PADT + ii] = kv;
+                r_t[t * PADT + ii] = rf;
+                q_dec[t * PADT + ii] = qv * expf(rf);                       // exp(b_t − B_{j−1}) ≤ 1
+                k_dec[t * PADT + ii] = kv * expf((float)(sub_total - r));   // exp(B_j − b_t) ≤ 1
                 qd[t * qd_stride + i] = qv * expf((float)(before + r)) * scale; // exp(b_t) ≤ 1
             }
         }
@@ -509,12 +550,77 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
         }
         __syncthreads();
 
+        if constexpr (is_bf16)
+        {
+            if (aw < PAIRS)
+            {
+                // A[16 apt + r][16 aps + c] += Σ_i (q_dec[16 apt + r][i] pair_f[aw][i]) k_dec[16 aps + c][i]
+                const float* qa = q_dec + (apt * SUB + gq) * PADT + tq;
+                const float* kb = k_dec + (aps * SUB + gq) * PADT + tq;
+                const float* pf = pair_f + aw * BK + tq;
+#pragma unroll
+                for (int kk = 0; kk < BK; kk += 8)
+                {
+                    const float f0 = pf[kk], f1 = pf[kk + 4];
+                    const float av[4] = {qa[kk] * f0, qa[8 * PADT + kk] * f0, qa[kk + 4] * f1, qa[8 * PADT + kk + 4] * f1};
+                    unsigned a_hi[4], a_lo[4];
+#pragma unroll
+                    for (int x = 0; x < 4; x++)
+                    {
+                        a_hi[x] = gla_tf32(av[x]);
+                        a_lo[x] = gla_tf32(av[x] - __uint_as_float(a_hi[x]));
+                    }
+#pragma unroll
+                    for (int nt = 0; nt < 2; nt++)
+                    {
+                        const float bv[2] = {kb[nt * 8 * PADT + kk], kb[nt * 8 * PADT + kk + 4]};
+                        unsigned b_hi[2], b_lo[2];
+#pragma unroll
+                        for (int x = 0; x < 2; x++)
+                        {
+                            b_hi[x] = gla_tf32(bv[x]);
+                            b_lo[x] = gla_tf32(bv[x] - __uint_as_float(b_hi[x]));
+                        }
+                        gla_mma_tf32(pacc[nt], a_lo, b_hi);
+                        gla_mma_tf32(pacc[nt], a_hi, b_lo);
+                        gla_mma_tf32(pacc[nt], a_hi, b_hi);
+                    }
+                }
+            }
+            // the diagonal blocks, four key dimensions per shared load
+            const float* qrow = q_raw + (dsub * SUB + dr) * PADT;
+            const float* rrow = r_t + (dsub * SUB + dr) * PADT;
+            const int ny = dr < SUB / 2 ? 2 : 4; // the same in the whole warp
+#pragma unroll 2
+            for (int ii = 0; ii < BK; ii += 4)
+            {
+                const float4 q4 = *reinterpret_cast<const float4*>(qrow + ii), r4 = *reinterpret_cast<const float4*>(rrow + ii);
+#pragma unroll
+                for (int y = 0; y < 4; y++)
+                {
+                    if (y < ny)
+                    {
+                        const int s = dsub * SUB + dc + 4 * y;
+                        const float4 k4 = *reinterpret_cast<const float4*>(k_raw + s * PADT + ii);
+                        const float4 s4 = *reinterpret_cast<const float4*>(r_t + s * PADT + ii);
+                        if (dc + 4 * y <= dr) // r_t ≤ r_s
+                        {
+                            dacc[y] = fmaf(q4.x * k4.x, expf(r4.x - s4.x), dacc[y]);
+                            dacc[y] = fmaf(q4.y * k4.y, expf(r4.y - s4.y), dacc[y]);
+                            dacc[y] = fmaf(q4.z * k4.z, expf(r4.z - s4.z), dacc[y]);
+                            dacc[y] = fmaf(q4.w * k4.w, expf(r4.w - s4.w), dacc[y]);
+                        }
+                    }
+                }
+            }
+        }
+        else
         for (int ii = 0; ii < BK; ii++)
         {
             // below the diagonal: pairs (1,0) (2,0) (2,1) (3,0) (3,1) (3,2), pair_f's order
-            const float q1 = q_dec[(SUB + orow) * PAD + ii], q2 = q_dec[(2 * SUB + orow) * PAD + ii],
-                        q3 = q_dec[(3 * SUB + orow) * PAD + ii];
-            const float k0 = k_dec[ocol * PAD + ii], k1 = k_dec[(SUB + ocol) * PAD + ii], k2 = k_dec[(2 * SUB + ocol) * PAD + ii];
+            const float q1 = q_dec[(SUB + orow) * PADT + ii], q2 = q_dec[(2 * SUB + orow) * PADT + ii],
+                        q3 = q_dec[(3 * SUB + orow) * PADT + ii];
+            const float k0 = k_dec[ocol * PADT + ii], k1 = k_dec[(SUB + ocol) * PADT + ii], k2 = k_dec[(2 * SUB + ocol) * PADT + ii];
             oacc[0] = fmaf(q1 * pair_f[0 * BK + ii], k0, oacc[0]);
             oacc[1] = fmaf(q2 * pair_f[1 * BK + ii], k0, oacc[1]);
             oacc[2] = fmaf(q2 * pair_f[2 * BK + ii], k1, oacc[2]);
@@ -522,26 +628,48 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
             oacc[4] = fmaf(q3 * pair_f[4 * BK + ii], k1, oacc[4]);
             oacc[5] = fmaf(q3 * pair_f[5 * BK + ii], k2, oacc[5]);
             // the diagonal block
-            const float qv = q_raw[drow * PAD + ii], rt = r_t[drow * PAD + ii];
+            const float qv = q_raw[drow * PADT + ii], rt = r_t[drow * PADT + ii];
 #pragma unroll
             for (int y = 0; y < 4; y++)
             {
                 const int s = dcol + y;
                 if (s <= drow)
-                    dacc[y] = fmaf(qv * k_raw[s * PAD + ii], expf(rt - r_t[s * PAD + ii]), dacc[y]); // r_t ≤ r_s
+                    dacc[y] = fmaf(qv * k_raw[s * PADT + ii], expf(rt - r_t[s * PADT + ii]), dacc[y]); // r_t ≤ r_s
             }
         }
         __syncthreads(); // the tiles are rewritten by the next step
     }
+    if constexpr (is_bf16)
+    {
 #pragma unroll
-    for (int y = 0; y < 4; y++)
-        a_s[drow * A_STRIDE + dcol + y] = dcol + y <= drow ? dacc[y] * scale : 0.0f;
+        for (int y = 0; y < 4; y++)
+            a_s[(dsub * SUB + dr) * A_STRIDE + dsub * SUB + dc + 4 * y] = dc + 4 * y <= dr ? dacc[y] * scale : 0.0f;
+        if (aw < PAIRS)
+        {
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+            {
+                float* dst = a_s + (apt * SUB + gq) * A_STRIDE + aps * SUB + nt * 8 + 2 * tq;
+                dst[0] = pacc[nt][0] * scale;
+                dst[1] = pacc[nt][1] * scale;
+                dst[8 * A_STRIDE] = pacc[nt][2] * scale;
+                dst[8 * A_STRIDE + 1] = pacc[nt][3] * scale;
+            }
+        }
+    }
+    else
+    {
+#pragma unroll
+        for (int y = 0; y < 4; y++)
+            a_s[drow * A_STRIDE + dcol + y] = dcol + y <= drow ? dacc[y] * scale : 0.0f;
+    }
     {
         constexpr int below_t[PAIRS] = {1, 2, 2, 3, 3, 3}, below_s[PAIRS] = {0, 0, 1, 0, 1, 2};
 #pragma unroll
         for (int p = 0; p < PAIRS; p++)
         {
-            a_s[(below_t[p] * SUB + orow) * A_STRIDE + below_s[p] * SUB + ocol] = oacc[p] * scale;
+            if constexpr (!is_bf16)
+                a_s[(below_t[p] * SUB + orow) * A_STRIDE + below_s[p] * SUB + ocol] = oacc[p] * scale;
             a_s[(below_s[p] * SUB + orow) * A_STRIDE + below_t[p] * SUB + ocol] = 0.0f; // the mirror block, above the diagonal
         }
     }
@@ -572,9 +700,25 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
         // 16(w / 2) … and two 16-column tiles of each BV-wide column step; A v stops at the diagonal block.
         using namespace nvcuda;
         const int warp = threadIdx.x / 32, rt = warp / 2, ct0 = (warp % 2) * 2;
+        // v and o by 16 bytes (8 values) where d_v allows: the v tile's loads are issued before the S_c products and
+        // land in shared memory after them; o leaves 8 values per store.
+        const bool v_vec = dv % 8 == 0 && (reinterpret_cast<size_t>(v) & 15) == 0;
+        const bool o_vec = dv % 8 == 0 && (reinterpret_cast<size_t>(o) & 15) == 0;
+        constexpr int V_VEC = C * BV / 8 / THREADS;
+        uint4 vraw[V_VEC];
         int n = 0; // the S_c tile
         for (int j0 = j_begin; j0 < j_end; j0 += BV)
         {
+            if (v_vec)
+            {
+#pragma unroll
+                for (int x = 0; x < V_VEC; x++)
+                {
+                    const int e = threadIdx.x + x * THREADS, s = e / (BV / 8), jj = (e % (BV / 8)) * 8;
+                    vraw[x] = s < len && j0 + jj < dv ? *reinterpret_cast<const uint4*>(v_base + (size_t)s * v_stride + j0 + jj)
+                                                      : make_uint4(0, 0, 0, 0);
+                }
+            }
             wmma::fragment<wmma::accumulator, 16, 16, 8, float> out[2];
             wmma::fill_fragment(out[0], 0.0f);
             wmma::fill_fragment(out[1], 0.0f);
@@ -604,7 +748,27 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
                     }
                 }
             }
-            fill_v(j0);
+            if (v_vec)
+            {
+#pragma unroll
+                for (int x = 0; x < V_VEC; x++)
+                {
+                    const int e = threadIdx.x + x * THREADS, s = e / (BV / 8), jj = (e % (BV / 8)) * 8;
+                    const unsigned w[4] = {vraw[x].x, vraw[x].y, vraw[x].z, vraw[x].w};
+                    float f[8];
+#pragma unroll
+                    for (int hh = 0; hh < 4; hh++)
+                    {
+                        f[2 * hh] = __uint_as_float(w[hh] << 16); // bf16 → float is exact: the bits on top
+                        f[2 * hh + 1] = __uint_as_float(w[hh] & 0xffff0000u);
+                    }
+                    float4* dst = reinterpret_cast<float4*>(v_tile + s * T_LD + jj);
+                    dst[0] = make_float4(f[0], f[1], f[2], f[3]);
+                    dst[1] = make_float4(f[4], f[5], f[6], f[7]);
+                }
+            }
+            else
+                fill_v(j0);
             __syncthreads();
             for (int kk = 0; kk < (rt + 1) * 16; kk += 8) // A is zero past the diagonal block
             {
@@ -627,11 +791,33 @@ static __device__ void gla_chunk_output(const T* __restrict__ q, const T* __rest
             for (int c = 0; c < 2; c++)
                 wmma::store_matrix_sync(o_tile + rt * 16 * T_LD + (ct0 + c) * 16, out[c], T_LD, wmma::mem_row_major);
             __syncthreads();
-            for (int e = threadIdx.x; e < C * BV; e += THREADS)
+            if (o_vec)
             {
-                const int t = e / BV, jj = e % BV;
-                if (t < len && j0 + jj < dv)
-                    o_base[(size_t)t * o_stride + j0 + jj] = from_float<T>(o_tile[t * T_LD + jj]);
+#pragma unroll
+                for (int x = 0; x < V_VEC; x++)
+                {
+                    const int e = threadIdx.x + x * THREADS, t = e / (BV / 8), jj = (e % (BV / 8)) * 8;
+                    if (t < len && j0 + jj < dv)
+                    {
+                        const float4 a = *reinterpret_cast<const float4*>(o_tile + t * T_LD + jj);
+                        const float4 b = *reinterpret_cast<const float4*>(o_tile + t * T_LD + jj + 4);
+                        uint4 packed;
+                        packed.x = (unsigned)from_float<T>(a.x) | ((unsigned)from_float<T>(a.y) << 16);
+                        packed.y = (unsigned)from_float<T>(a.z) | ((unsigned)from_float<T>(a.w) << 16);
+                        packed.z = (unsigned)from_float<T>(b.x) | ((unsigned)from_float<T>(b.y) << 16);
+                        packed.w = (unsigned)from_float<T>(b.z) | ((unsigned)from_float<T>(b.w) << 16);
+                        *reinterpret_cast<uint4*>(o_base + (size_t)t * o_stride + j0 + jj) = packed;
+                    }
+                }
+            }
+            else
+            {
+                for (int e = threadIdx.x; e < C * BV; e += THREADS)
+                {
+                    const int t = e / BV, jj = e % BV;
+                    if (t < len && j0 + jj < dv)
+                        o_base[(size_t)t * o_stride + j0 + jj] = from_float<T>(o_tile[t * T_LD + jj]);
+                }
             }
             __syncthreads(); // v_tile is rewritten by the next column step
         }

@@ -32,9 +32,9 @@ public sealed partial class CudaOps
         bytes = (bytes + 15) / 16 * 16;
         bytes += GlaChunk * (GlaChunk + 1) * 4;
         bytes = (bytes + 15) / 16 * 16;
-        // the A phase's tiles, or A and the output phase's tiles (rows of 64 + 4 floats), whichever is larger, then a
-        // third 32 × 68 slot of the S_c stream
-        return bytes + (Math.Max(5 * GlaChunk * 33 + 6 * 32, GlaChunk * (GlaChunk + 4) + (32 + GlaChunk) * 68) + 32 * 68) * 4;
+        // the A phase's tiles (rows of 32 + 4 floats), or A and the output phase's tiles (rows of 64 + 4 floats),
+        // whichever is larger, then a third 32 × 68 slot of the S_c stream
+        return bytes + (Math.Max(5 * GlaChunk * 36 + 6 * 32, GlaChunk * (GlaChunk + 4) + (32 + GlaChunk) * 68) + 32 * 68) * 4;
     }
 
     /// <summary>
@@ -93,7 +93,7 @@ public sealed partial class CudaOps
     /// state (batch, kvHeads, d_k, d_v) float32, GlaState.S's layout, advanced in place; o (batch, rows, heads, d_v) of T.
     /// Three launches: each chunk's contribution (all chunks at once), the scan over the chunks' states, each chunk's
     /// outputs (all chunks at once, the value columns split over several blocks when the grid is small); arithmetic float32 (bf16: the output products on the tensor cores with tf32 inputs
-    /// and float32 accumulation; the state stays float32), cumulative log-gates float64. d_k ≤ 256.
+    /// and float32 accumulation, the intra-chunk weights' off-diagonal 16 × 16 blocks by 3×tf32; the state stays float32), cumulative log-gates float64. d_k ≤ 256.
     /// </summary>
     public void GlaChunkPrefill<T>(CudaDeviceVariable<T> q, CudaDeviceVariable<T> k, CudaDeviceVariable<T> v, CudaDeviceVariable<float>? logGates,
         CudaDeviceVariable<float> state, CudaDeviceVariable<T> o, int batch, int rows, int heads, int kvHeads, int headKDim, int headVDim,
