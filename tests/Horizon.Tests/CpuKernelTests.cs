@@ -17,7 +17,7 @@ public class CpuKernelTests
     // ---------------------------------------------------------------- Linear
 
     [Test]
-    public void Linear_matches_reference([Values] WeightDType dtype, [Values(1, 7, 33, 300)] int rows)
+    public void Linear_matches_reference([Values] WeightDType dtype, [Values(1, 2, 4, 5, 7, 33, 300)] int rows)
     {
         // 300 rows take two passes over W (the kernel covers at most 256 rows per pass).
         const int inFeatures = 37, outFeatures = 53;

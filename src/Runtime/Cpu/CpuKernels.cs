@@ -42,6 +42,13 @@ public static unsafe partial class CpuKernels
     /// </summary>
     private const int LinearRowBlock = 256;
 
+    /// <summary>
+    /// Up to this many rows (decode, small chunks), BF16 weights are dotted as stored (<see cref="TileKernels.DotRowsBf16"/>)
+    /// instead of widened block by block: with so few rows to reuse a widened block, the widening's extra write and
+    /// read of W cost more than they save (1.9–2.0× on a decode GEMV, docs/performance.md).
+    /// </summary>
+    private const int DirectBf16Rows = 4;
+
     /// <summary>Rows of x a <see cref="SwiGluMlp"/> call processes at once, so its gate/up scratch stays bounded for long prefills.</summary>
     private const int MlpRowBlock = 256;
 
@@ -99,7 +106,8 @@ public static unsafe partial class CpuKernels
         // Widened W rows each worker holds at once: a multiple of the quantum, at least one quantum even when
         // that exceeds the budget (rows of 16K+ floats).
         int blockRows = Math.Max(1, WeightBlockFloats / inFeatures / FeatureQuantum) * FeatureQuantum;
-        int scratchFloats = weight.DType == WeightDType.F32 ? 0 : Math.Min(blockRows, outFeatures) * inFeatures;
+        bool direct = weight.DType == WeightDType.BF16 && rows <= DirectBf16Rows;
+        int scratchFloats = weight.DType == WeightDType.F32 || direct ? 0 : Math.Min(blockRows, outFeatures) * inFeatures;
         int quanta = (outFeatures + FeatureQuantum - 1) / FeatureQuantum;
         int chunks = Parallelism.ChunkCount(quanta, (long)rows * inFeatures * outFeatures, MinWorkPerChunk);
 
@@ -134,6 +142,13 @@ public static unsafe partial class CpuKernels
             int blockCount = Math.Min(blockRows, end - blockStart);
             // W rows [blockStart, blockStart + blockCount) are contiguous: (blockCount, in).
             ReadOnlySpan<byte> blockBytes = weightBytes.Slice(blockStart * inFeatures * elementBytes, blockCount * inFeatures * elementBytes);
+            Span<float> yBlock = y[blockStart..];
+            if (weight.DType == WeightDType.BF16 && rows <= DirectBf16Rows)
+            {
+                TileKernels.DotRowsBf16(x, rows, MemoryMarshal.Cast<byte, ushort>(blockBytes), blockCount, inFeatures, yBlock, outFeatures);
+                AddBias(bias, rows, outFeatures, blockStart, blockCount, yBlock);
+                continue;
+            }
             ReadOnlySpan<float> block;
             if (weight.DType == WeightDType.F32)
             {
@@ -147,16 +162,20 @@ public static unsafe partial class CpuKernels
             }
 
             // y[r, blockStart + f] = x_r · W_{blockStart + f} for every row r and every f in the block.
-            Span<float> yBlock = y[blockStart..];
             TileKernels.DotRows(x, rows, inFeatures, block, blockCount, inFeatures, inFeatures, yBlock, outFeatures);
-            if (!bias.IsEmpty)
-            {
-                for (int row = 0; row < rows; row++)
-                {
-                    Span<float> yRow = yBlock.Slice(row * outFeatures, blockCount);
-                    TensorPrimitives.Add(yRow, bias.Slice(blockStart, blockCount), yRow);
-                }
-            }
+            AddBias(bias, rows, outFeatures, blockStart, blockCount, yBlock);
+        }
+    }
+
+    /// <summary>y[r, f] += bias[blockStart + f] for the block's features of every row (nothing without a bias).</summary>
+    private static void AddBias(ReadOnlySpan<float> bias, int rows, int outFeatures, int blockStart, int blockCount, Span<float> yBlock)
+    {
+        if (bias.IsEmpty)
+            return;
+        for (int row = 0; row < rows; row++)
+        {
+            Span<float> yRow = yBlock.Slice(row * outFeatures, blockCount);
+            TensorPrimitives.Add(yRow, bias.Slice(blockStart, blockCount), yRow);
         }
     }
 

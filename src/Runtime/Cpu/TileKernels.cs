@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Horizon.Cpu;
 
@@ -104,6 +105,65 @@ internal static class TileKernels
         }
         if (i < rows)
             AccumulateOneRow(ref Unsafe.Add(ref pStart, (nint)i * pStride), ref vStart, count, vStride, width, ref Unsafe.Add(ref oStart, (nint)i * oStride));
+    }
+
+    /// <summary>
+    /// c[i, j] = Σ_k a[i, k] · w[j, k] for i &lt; aRows, j &lt; wRows, k &lt; length, with W stored as bf16 (the upper 16
+    /// bits of a float32): a (aRows, length) contiguous, w (wRows, length) contiguous, c (aRows, wRows) with row stride
+    /// cStride. For decode (a few rows), where every weight is read once per token: widening W to float32 first would
+    /// write and re-read it, three times the bytes of reading the bf16 directly; here a bf16 lane becomes a float by a
+    /// 16-bit shift in registers. Each output: two SIMD accumulators, their sum, then the scalar tail in order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotRowsBf16(ReadOnlySpan<float> a, int aRows, ReadOnlySpan<ushort> w, int wRows, int length, Span<float> c, int cStride)
+    {
+        if (aRows <= 0 || wRows <= 0)
+            return;
+        CheckExtent(a.Length, aRows, length, length, nameof(a));
+        if ((long)wRows * length > w.Length)
+            throw new ArgumentException($"{nameof(w)}: {wRows} rows of {length} do not fit in {w.Length} values", nameof(w));
+        CheckExtent(c.Length, aRows, cStride, wRows, nameof(c));
+        ref float aStart = ref MemoryMarshal.GetReference(a);
+        ref ushort wStart = ref MemoryMarshal.GetReference(w);
+        ref float cStart = ref MemoryMarshal.GetReference(c);
+        for (int j = 0; j < wRows; j++)
+        {
+            ref ushort wRow = ref Unsafe.Add(ref wStart, (nint)j * length);
+            for (int i = 0; i < aRows; i++)
+                Unsafe.Add(ref cStart, (nint)i * cStride + j) = DotBf16(ref Unsafe.Add(ref aStart, (nint)i * length), ref wRow, length);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotBf16(ref float a, ref ushort w, int length)
+    {
+        int k = 0;
+        float sum = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+            for (; k + 16 <= length; k += 16)
+            {
+                var (low, high) = Vector256.Widen(Vector256.LoadUnsafe(ref w, (nuint)k));
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(low, 16).AsSingle(), Vector256.LoadUnsafe(ref a, (nuint)k), acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(high, 16).AsSingle(), Vector256.LoadUnsafe(ref a, (nuint)(k + 8)), acc1);
+            }
+            sum = Vector256.Sum(acc0 + acc1);
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            Vector128<float> acc0 = Vector128<float>.Zero, acc1 = Vector128<float>.Zero;
+            for (; k + 8 <= length; k += 8)
+            {
+                var (low, high) = Vector128.Widen(Vector128.LoadUnsafe(ref w, (nuint)k));
+                acc0 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(low, 16).AsSingle(), Vector128.LoadUnsafe(ref a, (nuint)k), acc0);
+                acc1 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(high, 16).AsSingle(), Vector128.LoadUnsafe(ref a, (nuint)(k + 4)), acc1);
+            }
+            sum = Vector128.Sum(acc0 + acc1);
+        }
+        for (; k < length; k++)
+            sum += BitConverter.UInt32BitsToSingle((uint)Unsafe.Add(ref w, k) << 16) * Unsafe.Add(ref a, k);
+        return sum;
     }
 
     /// <summary>Rows (count, width) at the given stride must lie inside a buffer of <paramref name="bufferLength"/> floats.</summary>
