@@ -45,7 +45,7 @@ public static unsafe partial class CpuKernels
     /// <summary>
     /// Up to this many rows (decode, small chunks), BF16 weights are dotted as stored (<see cref="TileKernels.DotRowsBf16"/>)
     /// instead of widened block by block: with so few rows to reuse a widened block, the widening's extra write and
-    /// read of W cost more than they save (1.9–2.0× on a decode GEMV, docs/performance.md).
+    /// read of W cost more than they save (1.7–3.8× on a decode GEMV, docs/performance.md).
     /// </summary>
     private const int DirectBf16Rows = 4;
 

@@ -126,12 +126,77 @@ internal static class TileKernels
         ref float aStart = ref MemoryMarshal.GetReference(a);
         ref ushort wStart = ref MemoryMarshal.GetReference(w);
         ref float cStart = ref MemoryMarshal.GetReference(c);
-        for (int j = 0; j < wRows; j++)
+        int j = 0;
+        // Two W rows at a time: two independent streams from memory per thread (one alone leaves DRAM bandwidth unused:
+        // 6.8 against 10.3 GB/s for a 67 MB W on this machine's two cores), the a row loaded once for both.
+        for (; j + 2 <= wRows; j += 2)
+        {
+            ref ushort w0 = ref Unsafe.Add(ref wStart, (nint)j * length);
+            for (int i = 0; i < aRows; i++)
+            {
+                ref float c0 = ref Unsafe.Add(ref cStart, (nint)i * cStride + j);
+                DotBf16Pair(ref Unsafe.Add(ref aStart, (nint)i * length), ref w0, ref Unsafe.Add(ref w0, length), length, out c0, out Unsafe.Add(ref c0, 1));
+            }
+        }
+        for (; j < wRows; j++)
         {
             ref ushort wRow = ref Unsafe.Add(ref wStart, (nint)j * length);
             for (int i = 0; i < aRows; i++)
                 Unsafe.Add(ref cStart, (nint)i * cStride + j) = DotBf16(ref Unsafe.Add(ref aStart, (nint)i * length), ref wRow, length);
         }
+    }
+
+    /// <summary>
+    /// <see cref="DotBf16"/> for two W rows at once, each output by exactly the same operations (so a result does not
+    /// depend on whether its row was paired).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DotBf16Pair(ref float a, ref ushort w0, ref ushort w1, int length, out float c0, out float c1)
+    {
+        int k = 0;
+        float sum0 = 0, sum1 = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> p0 = Vector256<float>.Zero, p1 = Vector256<float>.Zero, q0 = Vector256<float>.Zero, q1 = Vector256<float>.Zero;
+            for (; k + 16 <= length; k += 16)
+            {
+                var x0 = Vector256.LoadUnsafe(ref a, (nuint)k);
+                var x1 = Vector256.LoadUnsafe(ref a, (nuint)(k + 8));
+                var (low0, high0) = Vector256.Widen(Vector256.LoadUnsafe(ref w0, (nuint)k));
+                var (low1, high1) = Vector256.Widen(Vector256.LoadUnsafe(ref w1, (nuint)k));
+                p0 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(low0, 16).AsSingle(), x0, p0);
+                p1 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(high0, 16).AsSingle(), x1, p1);
+                q0 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(low1, 16).AsSingle(), x0, q0);
+                q1 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(high1, 16).AsSingle(), x1, q1);
+            }
+            sum0 = Vector256.Sum(p0 + p1);
+            sum1 = Vector256.Sum(q0 + q1);
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            Vector128<float> p0 = Vector128<float>.Zero, p1 = Vector128<float>.Zero, q0 = Vector128<float>.Zero, q1 = Vector128<float>.Zero;
+            for (; k + 8 <= length; k += 8)
+            {
+                var x0 = Vector128.LoadUnsafe(ref a, (nuint)k);
+                var x1 = Vector128.LoadUnsafe(ref a, (nuint)(k + 4));
+                var (low0, high0) = Vector128.Widen(Vector128.LoadUnsafe(ref w0, (nuint)k));
+                var (low1, high1) = Vector128.Widen(Vector128.LoadUnsafe(ref w1, (nuint)k));
+                p0 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(low0, 16).AsSingle(), x0, p0);
+                p1 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(high0, 16).AsSingle(), x1, p1);
+                q0 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(low1, 16).AsSingle(), x0, q0);
+                q1 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(high1, 16).AsSingle(), x1, q1);
+            }
+            sum0 = Vector128.Sum(p0 + p1);
+            sum1 = Vector128.Sum(q0 + q1);
+        }
+        for (; k < length; k++)
+        {
+            float x = Unsafe.Add(ref a, k);
+            sum0 += BitConverter.UInt32BitsToSingle((uint)Unsafe.Add(ref w0, k) << 16) * x;
+            sum1 += BitConverter.UInt32BitsToSingle((uint)Unsafe.Add(ref w1, k) << 16) * x;
+        }
+        c0 = sum0;
+        c1 = sum1;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
