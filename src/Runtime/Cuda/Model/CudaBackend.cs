@@ -27,7 +27,7 @@ public sealed class CudaBackend : IDisposable
     /// <summary>
     /// The backend on device <paramref name="deviceOrdinal"/>.
     /// </summary>
-    /// <exception cref="HorizonException">No usable driver or device, no PTX for the device, or no GEMM library: the reason as <c>horizon doctor</c> gives it.</exception>
+    /// <exception cref="HorizonException">No usable driver or device, or no PTX for the device: the reason as <c>horizon doctor</c> gives it. Without cuBLAS the GEMMs run on Horizon's own kernels (<see cref="CudaGemmBackend"/>).</exception>
     public static CudaBackend Create(int deviceOrdinal = 0)
     {
         var report = CudaDiagnostics.Describe();
