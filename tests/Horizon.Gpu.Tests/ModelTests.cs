@@ -140,7 +140,7 @@ public class ModelTests
         using var cpu = ModelRegistry.Load(directory, HorizonDevice.Cpu);
         int vocab = cuda.VocabSize, prompt = 24, steps = 48;
         var sequence = tokens.Take(prompt).ToList();
-        var state = cuda.CreateState(prompt + steps);
+        using var state = (CudaModelState)cuda.CreateState(prompt + steps);
         var logits = new float[prompt * vocab];
         cuda.Forward(sequence.ToArray(), state, logits);
         var last = logits.AsSpan((prompt - 1) * vocab, vocab).ToArray();
@@ -150,8 +150,7 @@ public class ModelTests
             sequence.Add(next);
             cuda.Forward([next], state, last);
         }
-        var reference = Scoring.Score(cpu, sequence, chunkSize: 64);
-        // The CPU's log-prob of each chosen token against its best: LogProbs[t] is token t + 1's log-prob.
+        // The CPU's logits over the whole text: the gap between its best and each chosen token.
         var cpuState = cpu.CreateState(sequence.Count);
         var cpuLogits = new float[sequence.Count * vocab];
         cpu.Forward(sequence.ToArray(), cpuState, cpuLogits);
@@ -162,7 +161,7 @@ public class ModelTests
             double gap = row[ArgMax(row.ToArray())] - row[sequence[t + 1]];
             worst = Math.Max(worst, gap);
         }
-        Log.Write($"greedy on Cuda, {steps} tokens: largest gap between the CPU's best logit and the chosen token's = {worst:E2}; CPU perplexity of the text {reference.Perplexity:F3}");
+        Log.Write($"greedy on Cuda, {steps} tokens: largest gap between the CPU's best logit and the chosen token's = {worst:E2}");
         Assert.That(worst, Is.LessThanOrEqualTo(2e-2));
     }
 

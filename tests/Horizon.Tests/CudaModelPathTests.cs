@@ -70,3 +70,51 @@ public class CudaModelPathTests
         GenerationCliTests.AssertOneLineError(code, stderr, "has no CUDA kernels yet");
     }
 }
+
+/// <summary>
+/// ForwardLast (<see cref="ILastLogitsModel"/>), which sessions use for prefill: the output head on the last token only
+/// gives that token's logits as Forward does, and the state advances the same.
+/// </summary>
+public class LastLogitsTests
+{
+    [TestCase("tests/golden/llama-gqa-untied")]
+    [TestCase("tests/golden/gla-gqa-conv-clamp-untied")]
+    [TestCase("models/horizon-kjv")]
+    public void ForwardLast_gives_the_last_row_of_Forward(string fixture)
+    {
+        using var model = ModelRegistry.Load(Path.Combine(RepositoryPaths.Root, fixture));
+        var last = (ILastLogitsModel)model;
+        int vocab = model.VocabSize;
+        int[] first = Enumerable.Range(0, 23).Select(i => (i * 37 + 5) % vocab).ToArray();
+        int[] second = Enumerable.Range(0, 9).Select(i => (i * 11 + 2) % vocab).ToArray();
+
+        var full = model.CreateState(64);
+        var all = new float[first.Length * vocab];
+        model.Forward(first, full, all);
+        var allNext = new float[second.Length * vocab];
+        model.Forward(second, full, allNext);
+
+        var lean = model.CreateState(64);
+        var row = new float[vocab];
+        last.ForwardLast(first, lean, row);
+        var rowNext = new float[vocab];
+        last.ForwardLast(second, lean, rowNext);
+
+        Assert.That(lean.Length, Is.EqualTo(full.Length));
+        AssertRow(all.AsSpan((first.Length - 1) * vocab, vocab), row, fixture);
+        AssertRow(allNext.AsSpan((second.Length - 1) * vocab, vocab), rowNext, fixture + " (second call, after the cache)");
+        Assert.Throws<ArgumentException>(() => last.ForwardLast(second, model.CreateState(64), new float[vocab - 1]));
+    }
+
+    private static void AssertRow(ReadOnlySpan<float> expected, float[] actual, string what)
+    {
+        double worst = 0, scale = 0;
+        for (int i = 0; i < actual.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
+            scale = Math.Max(scale, Math.Abs(expected[i]));
+        }
+        // The head on one row may take the direct bf16 path where Forward's many rows widen: float32 rounding apart.
+        Assert.That(worst, Is.LessThanOrEqualTo(1e-5 * Math.Max(1, scale)), what);
+    }
+}

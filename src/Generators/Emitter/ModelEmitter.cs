@@ -169,7 +169,7 @@ namespace Horizon.Generators.Emitter
             _w.Line($"namespace {Spec.Namespace};");
             _w.Line();
             _w.Line($"/// <summary>Generated from {Naming.XmlText(Spec.FileName)} (architectures: {Naming.XmlText(string.Join(", ", Spec.Architectures))}).</summary>");
-            _w.Open($"public sealed partial class {ClassName} : global::Horizon.ICausalLanguageModel, global::Horizon.Cuda.ICudaCapableModel");
+            _w.Open($"public sealed partial class {ClassName} : global::Horizon.ILastLogitsModel, global::Horizon.Cuda.ICudaCapableModel");
             EmitArchitectures();
             EmitDimensions();
             foreach (var group in _groups)
@@ -749,7 +749,15 @@ namespace Horizon.Generators.Emitter
             _w.Line("/// length of <paramref name=\"logits\"/> are checked before anything changes.");
             _w.Line("/// </summary>");
             _w.Line("/// <exception cref=\"global::Horizon.HorizonException\">A token id outside [0, vocab), or more tokens than the state has room for.</exception>");
-            _w.Open("public void Forward(global::System.ReadOnlySpan<int> tokens, State state, global::System.Span<float> logits)");
+            _w.Line("public void Forward(global::System.ReadOnlySpan<int> tokens, State state, global::System.Span<float> logits) => RunForward(tokens, state, logits, lastOnly: false);");
+            _w.Line();
+            _w.Line("/// <summary>");
+            _w.Line("/// As <see cref=\"Forward(global::System.ReadOnlySpan{int}, State, global::System.Span{float})\"/>, but the output head runs on the last");
+            _w.Line("/// token only and <paramref name=\"lastLogits\"/> receives its vocab logits: what generation needs after a prefill chunk.");
+            _w.Line("/// </summary>");
+            _w.Line("public void ForwardLast(global::System.ReadOnlySpan<int> tokens, State state, global::System.Span<float> lastLogits) => RunForward(tokens, state, lastLogits, lastOnly: true);");
+            _w.Line();
+            _w.Open("private void RunForward(global::System.ReadOnlySpan<int> tokens, State state, global::System.Span<float> logits, bool lastOnly)");
             _w.Line("global::System.ArgumentNullException.ThrowIfNull(state);");
             _w.Line("global::System.ObjectDisposedException.ThrowIf(_disposed, this);");
             _w.Line("if (state.Owner != this)");
@@ -759,9 +767,9 @@ namespace Horizon.Generators.Emitter
             _w.Line($"int width = {InstanceInt(embedding.Dim)};");
             _w.Line("global::Horizon.GeneratedModelSupport.CheckTokens(tokens, vocab);");
             _w.Line("global::Horizon.GeneratedModelSupport.CheckRoom(state, count);");
-            _w.Line("global::Horizon.GeneratedModelSupport.CheckLogits(logits.Length, count, vocab);");
             _w.Line("if (count == 0)");
             _w.Line("    return;");
+            _w.Line("global::Horizon.GeneratedModelSupport.CheckLogits(logits.Length, lastOnly ? 1 : count, vocab);");
             _w.Line();
             bool parallel = AnyParallel(_groups);
             _w.Line("// The residual stream, a norm's output, and a mixer's or MLP's output: (count, width) each.");
@@ -791,7 +799,10 @@ namespace Horizon.Generators.Emitter
             }
             _w.Line();
             _finalNorm.Emitter.EmitForward(_w, _finalNorm.Context, "residual", "normed", Spec.FinalNorm.PropertyName, null, "count");
-            _w.Line($"global::Horizon.Cpu.CpuKernels.Linear(normed, count, {Spec.LmHead.PropertyName}, global::System.ReadOnlySpan<float>.Empty, logits.Slice(0, count * vocab));");
+            _w.Line("if (lastOnly)");
+            _w.Line($"    global::Horizon.Cpu.CpuKernels.Linear(normed.Slice((count - 1) * width, width), 1, {Spec.LmHead.PropertyName}, global::System.ReadOnlySpan<float>.Empty, logits.Slice(0, vocab));");
+            _w.Line("else");
+            _w.Line($"    global::Horizon.Cpu.CpuKernels.Linear(normed, count, {Spec.LmHead.PropertyName}, global::System.ReadOnlySpan<float>.Empty, logits.Slice(0, count * vocab));");
             _w.Close();
             _w.Open("finally");
             _w.Line("global::System.Buffers.ArrayPool<float>.Shared.Return(residualBuffer);");
@@ -965,6 +976,17 @@ namespace Horizon.Generators.Emitter
             _w.Line("Forward(tokens, own, logits);");
             _w.Close();
             _w.Line();
+            // A two-level model's rows are not one per token: it has no last-row head of its own.
+            if (Spec.Levels is null)
+            {
+                _w.Open("void global::Horizon.ILastLogitsModel.ForwardLast(global::System.ReadOnlySpan<int> tokens, global::Horizon.IModelState state, global::System.Span<float> lastLogits)");
+                _w.Line("global::System.ArgumentNullException.ThrowIfNull(state);");
+                _w.Line("if (state is not State own)");
+                _w.Line($"    throw new global::System.ArgumentException(\"the state is a \" + state.GetType().FullName + \", not a {Spec.Namespace}.{ClassName}.State; use this model's CreateState\", nameof(state));");
+                _w.Line("ForwardLast(tokens, own, lastLogits);");
+                _w.Close();
+                _w.Line();
+            }
         }
 
         private void EmitDispose()

@@ -138,17 +138,18 @@ internal static class TileKernels
                 DotBf16Pair(ref Unsafe.Add(ref aStart, (nint)i * length), ref w0, ref Unsafe.Add(ref w0, length), length, out c0, out Unsafe.Add(ref c0, 1));
             }
         }
-        for (; j < wRows; j++)
+        if (j < wRows)
         {
+            // The odd last row goes through the same pair kernel with itself as the partner (one row's extra work).
             ref ushort wRow = ref Unsafe.Add(ref wStart, (nint)j * length);
             for (int i = 0; i < aRows; i++)
-                Unsafe.Add(ref cStart, (nint)i * cStride + j) = DotBf16(ref Unsafe.Add(ref aStart, (nint)i * length), ref wRow, length);
+                DotBf16Pair(ref Unsafe.Add(ref aStart, (nint)i * length), ref wRow, ref wRow, length, out Unsafe.Add(ref cStart, (nint)i * cStride + j), out _);
         }
     }
 
     /// <summary>
-    /// <see cref="DotBf16"/> for two W rows at once, each output by exactly the same operations (so a result does not
-    /// depend on whether its row was paired).
+    /// c0 = a · w0 and c1 = a · w1 over <paramref name="length"/> values, w as bf16 bits: two SIMD accumulators per
+    /// output, their sum, then the scalar tail in order; each output by exactly the same operations, whatever its partner.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void DotBf16Pair(ref float a, ref ushort w0, ref ushort w1, int length, out float c0, out float c1)
@@ -197,38 +198,6 @@ internal static class TileKernels
         }
         c0 = sum0;
         c1 = sum1;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float DotBf16(ref float a, ref ushort w, int length)
-    {
-        int k = 0;
-        float sum = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-            for (; k + 16 <= length; k += 16)
-            {
-                var (low, high) = Vector256.Widen(Vector256.LoadUnsafe(ref w, (nuint)k));
-                acc0 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(low, 16).AsSingle(), Vector256.LoadUnsafe(ref a, (nuint)k), acc0);
-                acc1 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(high, 16).AsSingle(), Vector256.LoadUnsafe(ref a, (nuint)(k + 8)), acc1);
-            }
-            sum = Vector256.Sum(acc0 + acc1);
-        }
-        else if (Vector128.IsHardwareAccelerated)
-        {
-            Vector128<float> acc0 = Vector128<float>.Zero, acc1 = Vector128<float>.Zero;
-            for (; k + 8 <= length; k += 8)
-            {
-                var (low, high) = Vector128.Widen(Vector128.LoadUnsafe(ref w, (nuint)k));
-                acc0 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(low, 16).AsSingle(), Vector128.LoadUnsafe(ref a, (nuint)k), acc0);
-                acc1 = Vector128.FusedMultiplyAdd(Vector128.ShiftLeft(high, 16).AsSingle(), Vector128.LoadUnsafe(ref a, (nuint)(k + 4)), acc1);
-            }
-            sum = Vector128.Sum(acc0 + acc1);
-        }
-        for (; k < length; k++)
-            sum += BitConverter.UInt32BitsToSingle((uint)Unsafe.Add(ref w, k) << 16) * Unsafe.Add(ref a, k);
-        return sum;
     }
 
     /// <summary>Rows (count, width) at the given stride must lie inside a buffer of <paramref name="bufferLength"/> floats.</summary>

@@ -113,6 +113,7 @@ public sealed class CudaCausalLanguageModel : IDeviceSamplingModel
     private readonly CudaDecoderLayer[] _layers;
     private readonly CudaNorm _finalNorm;
     private readonly CudaLinear _head;
+    private readonly bool _anyParallelResidual;
     private readonly object _gate = new();
     private CudaBackend? _ownedBackend;
     private bool _disposed;
@@ -130,6 +131,7 @@ public sealed class CudaCausalLanguageModel : IDeviceSamplingModel
         _layers = layers;
         _finalNorm = finalNorm;
         _head = head;
+        _anyParallelResidual = layers.Any(l => l.ParallelResidual);
         _scratch = new CudaArena(backend.Context, 64L << 20);
     }
 
@@ -269,7 +271,7 @@ public sealed class CudaCausalLanguageModel : IDeviceSamplingModel
             var residual = step.Allocate<float>(size);
             var normed = step.Allocate<BFloat16>(size);
             var branch = step.Allocate<float>(size);
-            var parallel = _layers.Any(l => l.ParallelResidual) ? step.Allocate<float>(size) : null;
+            var parallel = _anyParallelResidual ? step.Allocate<float>(size) : null;
             var ids = _scratch.Upload(tokens);
             ops.Embedding(_embedding, VocabSize, _width, ids, count, residual, stream);
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# GLA prefill, old vs new gla.cu side by side (third harness, 2026-11-29 session E): checks new against old on odd
+# GLA prefill, old vs new native/gla.cu side by side (the harness of the GLA runs in docs/performance.md): checks new against old on odd
 # shapes (f32 and bf16, column splits 1/2/4, relative L2 of output and state; o and the workspace poisoned first), then
 # the three launches timed apart (bf16, B = 1, 4 heads, d_k 128, d_v 256, 2K…64K; median of 20 after 5 warm-ups; old
 # and new alternate twice), splits as CudaOps.GlaOutputSplits picks on an H200 (2 at 2K, 1 from 4K). GPU machine only:
